@@ -1,0 +1,50 @@
+//! The whole pure core in one call: command line (+ site config) → entries.
+
+use crate::cmdline::{split, Arg};
+use crate::error::ParamError;
+use crate::params::{requested, Config};
+use crate::plan::{self, Plan, Secret};
+use crate::units::{self, Entry};
+
+/// What the generator must write.
+#[derive(Debug, Default)]
+pub struct Generated {
+    pub entries: Vec<Entry>,
+    pub secrets: Vec<Secret>,
+    /// Set when the command line was refused; `entries` then holds only the
+    /// failing unit.
+    pub error: Option<ParamError>,
+    pub notes: Vec<String>,
+}
+
+/// Parses and plans without rendering (for `metalroot plan`).
+pub fn plan(site: Option<&str>, cmdline: &str) -> Result<Option<Plan>, ParamError> {
+    let args = split(cmdline);
+    if !requested(&args) {
+        return Ok(None);
+    }
+    let site_args: Vec<Arg> = match site {
+        Some(text) => crate::site::parse(text)?,
+        None => Vec::new(),
+    };
+    let config = Config::parse(&site_args, &args)?;
+    plan::build(config).map(Some)
+}
+
+pub fn generate(site: Option<&str>, cmdline: &str) -> Generated {
+    match plan(site, cmdline) {
+        Ok(None) => Generated::default(),
+        Ok(Some(p)) => Generated {
+            entries: units::render(&p),
+            secrets: p.secrets.clone(),
+            error: None,
+            notes: p.notes.clone(),
+        },
+        Err(e) => Generated {
+            entries: units::render_error(&e),
+            secrets: Vec::new(),
+            error: Some(e),
+            notes: Vec::new(),
+        },
+    }
+}

@@ -1,0 +1,40 @@
+//! The one error type of the pure core: a bad command-line value.
+
+use std::fmt;
+
+/// A parameter whose value cannot be used. It always names the parameter and
+/// the value, so the operator can find the word on the PXE line; secret values
+/// are replaced by `<redacted>` before they get here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    pub param: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ParamError {
+    pub fn new(param: &str, value: &str, reason: impl Into<String>) -> Self {
+        ParamError {
+            param: param.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// For parameters that carry a secret: the value never reaches a message.
+    pub fn secret(param: &str, reason: impl Into<String>) -> Self {
+        Self::new(param, "<redacted>", reason)
+    }
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid kernel command line: {}={:?}: {}",
+            self.param, self.value, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ParamError {}

@@ -1,0 +1,18 @@
+//! metalroot: prepares a server's root filesystem from inside a systemd initrd.
+//!
+//! The pure core is `cmdline → params → plan → units`; `generator` writes its
+//! output, and `steps` are the ExecStart programs of the units.
+
+pub mod cli;
+pub mod cmdline;
+pub mod core;
+pub mod error;
+pub mod generator;
+pub mod iscsi_spec;
+pub mod params;
+pub mod plan;
+pub mod render;
+pub mod site;
+pub mod steps;
+pub mod units;
+pub mod values;

@@ -1,0 +1,41 @@
+//! `metalroot`: the step binary behind every generated unit, and `plan`.
+
+use clap::Parser;
+use metalroot::cli::{Cli, Cmd};
+use metalroot::steps;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    steps::log::init(cli.debug);
+    let result = match cli.cmd {
+        Cmd::Plan(a) => steps::plan::run(a),
+        Cmd::Fail { message } => steps::fail::run(&message),
+        Cmd::Wipe(a) => steps::wipe::run(a),
+        Cmd::Layout(a) => steps::layout::run(a),
+        Cmd::Fetch(a) => steps::fetch::run(a),
+        Cmd::Sysroot(a) => steps::sysroot::run(a),
+        Cmd::Handover(a) => steps::handover::run(a),
+        Cmd::Trap => steps::trap::run(),
+        Cmd::IscsiLogin(_) | Cmd::Multipath(_) | Cmd::LuksOpen(_) | Cmd::LvmActivate(_) => Err(
+            anyhow::anyhow!("this step is not implemented yet in this build of metalroot"),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The step programs run by the generated units, one module per step.
+
+pub mod cmd;
+pub mod disks;
+pub mod fail;
+pub mod fetch;
+pub mod handover;
+pub mod layout;
+pub mod log;
+pub mod mounts;
+pub mod plan;
+pub mod sysroot;
+pub mod trap;
+pub mod wipe;

@@ -1,0 +1,5 @@
+use anyhow::{bail, Result};
+
+pub fn run(_a: crate::cli::SysrootArgs) -> Result<()> {
+    bail!("not implemented yet")
+}

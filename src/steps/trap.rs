@@ -1,0 +1,5 @@
+use anyhow::{bail, Result};
+
+pub fn run() -> Result<()> {
+    bail!("not implemented yet")
+}

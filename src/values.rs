@@ -1,0 +1,370 @@
+//! Parsers for the kinds of values the command line carries: booleans,
+//! bounded numbers, sizes, device specs and image sources.
+
+use crate::error::ParamError;
+use serde::Serialize;
+
+/// dracut's `getargbool`: a bare key is true; 1/yes/y/on/true and
+/// 0/no/n/off/false; anything else is an error rather than a guess.
+pub fn boolean(param: &str, value: Option<&str>) -> Result<bool, ParamError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("1" | "yes" | "y" | "on" | "true") => Ok(true),
+        Some("0" | "no" | "n" | "off" | "false") => Ok(false),
+        Some(_) => Err(ParamError::new(
+            param,
+            value.unwrap_or_default(),
+            "expected 1 or 0 (yes/no, on/off, true/false)",
+        )),
+    }
+}
+
+/// A whole number within `[min, max]`. Out-of-range values are an error, not
+/// silently clamped: a typo in a wipe parameter must not go unnoticed.
+pub fn number(param: &str, value: Option<&str>, min: u64, max: u64) -> Result<u64, ParamError> {
+    let v = required(param, value)?;
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(ParamError::new(
+            param,
+            v,
+            format!("must be between {min} and {max}"),
+        )),
+        Err(_) => Err(ParamError::new(
+            param,
+            v,
+            format!("expected a whole number between {min} and {max}"),
+        )),
+    }
+}
+
+pub fn required<'a>(param: &str, value: Option<&'a str>) -> Result<&'a str, ParamError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ParamError::new(param, "", "a value is required")),
+    }
+}
+
+/// A size for zram: `N[KMGT]` in bytes (binary units) or `N%` of RAM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    Bytes(u64),
+    PercentOfRam(u8),
+}
+
+impl Size {
+    pub fn parse(param: &str, value: Option<&str>) -> Result<Size, ParamError> {
+        let v = required(param, value)?;
+        let bad = || ParamError::new(param, v, "expected a size like 4G, 512M or 50%");
+        if let Some(p) = v.strip_suffix('%') {
+            let n: u8 = p.parse().map_err(|_| bad())?;
+            return if (1..=100).contains(&n) {
+                Ok(Size::PercentOfRam(n))
+            } else {
+                Err(ParamError::new(param, v, "a percentage must be 1 to 100"))
+            };
+        }
+        let (digits, mult) = match v.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => {
+                let m: u64 = match c.to_ascii_uppercase() {
+                    'K' => 1 << 10,
+                    'M' => 1 << 20,
+                    'G' => 1 << 30,
+                    'T' => 1 << 40,
+                    _ => return Err(bad()),
+                };
+                (&v[..i], m)
+            }
+            _ => (v, 1),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        match n.checked_mul(mult) {
+            Some(b) if b > 0 => Ok(Size::Bytes(b)),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The form `zramctl --size` and the step binaries take.
+    pub fn arg(&self) -> String {
+        match self {
+            Size::Bytes(b) => b.to_string(),
+            Size::PercentOfRam(p) => format!("{p}%"),
+        }
+    }
+}
+
+/// A block device named the ways dracut and fstab name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", content = "value", rename_all = "lowercase")]
+pub enum DevSpec {
+    Label(String),
+    Uuid(String),
+    PartUuid(String),
+    PartLabel(String),
+    Path(String),
+}
+
+impl DevSpec {
+    pub fn parse(param: &str, value: &str) -> Result<DevSpec, ParamError> {
+        let bad = |why: &str| ParamError::new(param, value, why.to_string());
+        let (kind, rest) = match value.split_once('=') {
+            Some((k, r)) => (Some(k), r),
+            None => (None, value),
+        };
+        let spec = match kind.map(str::to_ascii_uppercase).as_deref() {
+            Some("LABEL" | "CDLABEL") => DevSpec::Label(rest.to_string()),
+            Some("UUID") => DevSpec::Uuid(rest.to_string()),
+            Some("PARTUUID") => DevSpec::PartUuid(rest.to_string()),
+            Some("PARTLABEL") => DevSpec::PartLabel(rest.to_string()),
+            Some(_) => {
+                return Err(bad(
+                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
+                ))
+            }
+            None if value.starts_with("/dev/") && value.len() > 5 => {
+                DevSpec::Path(value.to_string())
+            }
+            None => {
+                return Err(bad(
+                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
+                ))
+            }
+        };
+        let inner = spec.inner();
+        if inner.is_empty() || inner.contains('/') && !matches!(spec, DevSpec::Path(_)) {
+            return Err(bad("the device name is empty or holds a '/'"));
+        }
+        if inner.chars().any(|c| c.is_control()) {
+            return Err(bad("the device name holds a control character"));
+        }
+        Ok(spec)
+    }
+
+    fn inner(&self) -> &str {
+        match self {
+            DevSpec::Label(s)
+            | DevSpec::Uuid(s)
+            | DevSpec::PartUuid(s)
+            | DevSpec::PartLabel(s)
+            | DevSpec::Path(s) => s,
+        }
+    }
+
+    /// The udev path of the device, as fstab would resolve it.
+    pub fn dev_path(&self) -> String {
+        match self {
+            DevSpec::Label(s) => format!("/dev/disk/by-label/{}", udev_encode(s)),
+            DevSpec::Uuid(s) => format!("/dev/disk/by-uuid/{}", udev_encode(&s.to_lowercase())),
+            DevSpec::PartUuid(s) => {
+                format!("/dev/disk/by-partuuid/{}", udev_encode(&s.to_lowercase()))
+            }
+            DevSpec::PartLabel(s) => format!("/dev/disk/by-partlabel/{}", udev_encode(s)),
+            DevSpec::Path(p) => p.clone(),
+        }
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            DevSpec::Label(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DevSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DevSpec::Label(s) => write!(f, "LABEL={s}"),
+            DevSpec::Uuid(s) => write!(f, "UUID={s}"),
+            DevSpec::PartUuid(s) => write!(f, "PARTUUID={s}"),
+            DevSpec::PartLabel(s) => write!(f, "PARTLABEL={s}"),
+            DevSpec::Path(s) => f.write_str(s),
+        }
+    }
+}
+
+/// udev's encoding of a label in /dev/disk/by-label: anything but
+/// alphanumerics and `#+-.:=@_` becomes `\xNN`.
+fn udev_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"#+-.:=@_".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Where the squashfs image comes from (`metal.server=`, seed 000).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "scheme", rename_all = "lowercase")]
+pub enum Source {
+    /// http:// or https://. `has_password` marks a URL with user:password@,
+    /// which is handed to the fetch step through a 0600 file, never in argv.
+    Http {
+        #[serde(serialize_with = "ser_redacted_url")]
+        url: String,
+        has_password: bool,
+    },
+    /// `file://<dir>?LABEL=<label>`: a directory on a labelled device.
+    File { dir: String, label: String },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+fn ser_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+/// Replaces the password of `scheme://user:password@host/...` by `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+impl Source {
+    pub fn parse(param: &str, value: Option<&str>) -> Result<Source, ParamError> {
+        let v = required(param, value)?;
+        let shown = redact_url(v);
+        let bad = |why: &str| ParamError::new(param, &shown, why.to_string());
+        let (scheme, rest) = v
+            .split_once("://")
+            .ok_or_else(|| bad("expected http://, https:// or file://<dir>?LABEL=<label>"))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "http" | "https" => {
+                let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+                let authority = &rest[..host_end];
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                if host.is_empty() {
+                    return Err(bad("the URL has no host"));
+                }
+                if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(bad("the URL holds a space or control character"));
+                }
+                let has_password = authority.contains('@');
+                Ok(Source::Http {
+                    url: v.to_string(),
+                    has_password,
+                })
+            }
+            "file" => {
+                let (dir, query) = rest
+                    .split_once('?')
+                    .ok_or_else(|| bad("a file:// source needs ?LABEL=<label>"))?;
+                let label = query
+                    .strip_prefix("LABEL=")
+                    .filter(|l| !l.is_empty() && !l.contains(['/', '&']))
+                    .ok_or_else(|| bad("a file:// source needs ?LABEL=<label>"))?;
+                if dir.split('/').any(|c| c == "..") {
+                    return Err(bad("the directory may not contain '..'"));
+                }
+                Ok(Source::File {
+                    dir: dir.trim_matches('/').to_string(),
+                    label: label.to_string(),
+                })
+            }
+            other => Err(bad(&format!(
+                "unsupported scheme {other}://; metalroot fetches over http, https and file"
+            ))),
+        }
+    }
+
+    /// How the source is shown in logs and plans: no password.
+    pub fn shown(&self) -> String {
+        match self {
+            Source::Http { url, .. } => redact_url(url),
+            Source::File { dir, label } => format!("file://{dir}?LABEL={label}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans() {
+        assert!(boolean("x", None).unwrap());
+        assert!(!boolean("x", Some("0")).unwrap());
+        assert!(boolean("x", Some("Yes")).unwrap());
+        let e = boolean("metal.no-wipe", Some("maybe")).unwrap_err();
+        assert!(e.to_string().contains("metal.no-wipe=\"maybe\""), "{e}");
+    }
+
+    #[test]
+    fn numbers_are_bounded() {
+        assert_eq!(number("n", Some("5"), 2, 60).unwrap(), 5);
+        assert!(number("n", Some("1"), 2, 60).is_err());
+        assert!(number("n", Some("-1"), 0, 60).is_err());
+        assert!(number("n", Some(""), 0, 60).is_err());
+        assert!(number("n", None, 0, 60).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Size::parse("s", Some("4G")).unwrap(), Size::Bytes(4 << 30));
+        assert_eq!(
+            Size::parse("s", Some("50%")).unwrap(),
+            Size::PercentOfRam(50)
+        );
+        assert!(Size::parse("s", Some("0")).is_err());
+        assert!(Size::parse("s", Some("4X")).is_err());
+        assert!(Size::parse("s", Some("999999999999T")).is_err());
+    }
+
+    #[test]
+    fn devspecs() {
+        assert_eq!(
+            DevSpec::parse("p", "LABEL=SQFSRAID").unwrap().dev_path(),
+            "/dev/disk/by-label/SQFSRAID"
+        );
+        assert_eq!(
+            DevSpec::parse("p", "CDLABEL=My Disk").unwrap().dev_path(),
+            "/dev/disk/by-label/My\\x20Disk"
+        );
+        assert!(DevSpec::parse("p", "/dev/sdb").is_ok());
+        assert!(DevSpec::parse("p", "sdb").is_err());
+        assert!(DevSpec::parse("p", "LABEL=").is_err());
+        assert!(DevSpec::parse("p", "LABEL=a/b").is_err());
+    }
+
+    #[test]
+    fn sources() {
+        assert_eq!(
+            Source::parse(
+                "metal.server",
+                Some("file://ephemeral/data/ceph/?LABEL=PITDATA")
+            )
+            .unwrap(),
+            Source::File {
+                dir: "ephemeral/data/ceph".into(),
+                label: "PITDATA".into()
+            }
+        );
+        assert!(matches!(
+            Source::parse("m", Some("file://?LABEL=SQFSRAID")).unwrap(),
+            Source::File { .. }
+        ));
+        assert!(Source::parse("m", Some("ftp://x/y")).is_err());
+        assert!(Source::parse("m", Some("http:///y")).is_err());
+        let e = Source::parse("m", Some("scp://u:hunter2@h/y")).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+        let s = Source::parse("m", Some("https://u:hunter2@h/y?X-Amz-Signature=abc")).unwrap();
+        assert_eq!(s.shown(), "https://u:<redacted>@h/y?X-Amz-Signature=abc");
+    }
+}

@@ -1,0 +1,142 @@
+#!/bin/bash
+# Build the guest's real root filesystem: Debian bookworm from debootstrap,
+# with the metaltest report service and hooks from tests/vm/guest/.
+#
+#   tests/vm/lib/build-root.sh
+#
+# Outputs in $CACHE/root/ (paths printed on stdout, one a line):
+#   root.squashfs  zstd squashfs, what metalroot fetches/mounts as the image
+#   root.ext4      sparse 2 GiB ext4 image (label METALTEST) of the same
+#                  tree, for plain `root=LABEL=METALTEST` boots
+#
+# Caching, in two levels so that editing a guest script costs seconds:
+#   tree/  the debootstrap tree; rebuilt when this script or the guest
+#          kernel version changes (stamp tree.stamp)
+#   the images; rebuilt when the tree or tests/vm/guest/** changes
+#          (stamp images.stamp)
+set -euo pipefail
+
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+[[ $EUID -eq 0 ]] || die "build-root.sh must run as root (debootstrap, chroot)"
+
+MIRROR="${METALTEST_MIRROR:-http://deb.debian.org/debian}"
+SUITE=bookworm
+# minbase + what the scenarios inspect or need at runtime. Small on purpose:
+# every MiB is decompressed by an emulated CPU.
+INCLUDE=systemd,systemd-sysv,udev,mdadm,lvm2,xfsprogs,util-linux,iproute2,kmod
+ROOT_LABEL=METALTEST
+EXT4_SIZE=2G
+
+OUT="$CACHE/root"
+TREE="$OUT/tree"
+GUEST="$VM_DIR/guest"
+KVER="$(guest_kver)"
+
+# Kernel modules copied into the root so that udev and modprobe work after
+# switch-root, as on a real image. A subset: no GPU, sound, media, wireless.
+MODULE_DIRS=(
+    kernel/arch kernel/block kernel/crypto kernel/fs kernel/lib kernel/mm
+    kernel/net kernel/virt
+    kernel/drivers/md kernel/drivers/block kernel/drivers/scsi
+    kernel/drivers/nvme kernel/drivers/virtio kernel/drivers/usb/host
+    kernel/drivers/usb/storage kernel/drivers/usb/common
+    kernel/drivers/usb/core kernel/drivers/cdrom kernel/drivers/ata
+    kernel/drivers/char kernel/drivers/net/virtio_net.ko
+    kernel/drivers/net/net_failover.ko kernel/drivers/firmware
+)
+
+tree_stamp() {
+    { hash_inputs "${BASH_SOURCE[0]}"; echo "$KVER"; } | sha256sum | cut -d' ' -f1
+}
+
+build_tree() {
+    log "debootstrap $SUITE ($INCLUDE)"
+    rm -rf "$TREE" "$OUT/tree.stamp"
+    mkdir -p "$OUT"
+    local t0=$SECONDS
+    debootstrap --variant=minbase --include="$INCLUDE" \
+        --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+        "$SUITE" "$TREE" "$MIRROR" >"$OUT/debootstrap.log" 2>&1 ||
+        { tail -n 30 "$OUT/debootstrap.log" >&2; die "debootstrap failed (log: $OUT/debootstrap.log)"; }
+    log "debootstrap done in $((SECONDS - t0)) s"
+
+    # Identity: no machine-id, so every boot gets a fresh transient one (and
+    # a read-only root works); firstboot must never prompt on the console.
+    : >"$TREE/etc/machine-id"
+    rm -f "$TREE/var/lib/dbus/machine-id"
+    echo metaltest >"$TREE/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\tmetaltest\n' >"$TREE/etc/hosts"
+    printf '# metaltest root: mounts come from the initrd\n' >"$TREE/etc/fstab"
+    local unit
+    for unit in systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer \
+        e2scrub_all.timer fstrim.timer mdcheck_start.timer mdcheck_continue.timer \
+        mdmonitor-oneshot.timer; do
+        ln -sf /dev/null "$TREE/etc/systemd/system/$unit"
+    done
+
+    # Kernel modules for the guest kernel.
+    local src=/usr/lib/modules/$KVER dst="$TREE/usr/lib/modules/$KVER" d
+    mkdir -p "$dst"
+    cp -a "$src"/modules.order "$src"/modules.builtin* "$dst"/
+    for d in "${MODULE_DIRS[@]}"; do
+        [[ -e "$src/$d" ]] || continue
+        mkdir -p "$dst/$(dirname "$d")"
+        cp -a "$src/$d" "$dst/$(dirname "$d")/"
+    done
+    depmod -b "$TREE" "$KVER"
+
+    # Less to pack.
+    rm -rf "$TREE"/var/cache/apt/archives/*.deb "$TREE"/var/lib/apt/lists/* \
+        "$TREE"/usr/share/doc/* "$TREE"/usr/share/man/* "$TREE"/usr/share/locale/*
+    tree_stamp >"$OUT/tree.stamp"
+}
+
+# Copy tests/vm/guest into the tree (replacing any previous copy).
+install_guest_files() {
+    local lib="$TREE/usr/local/lib/metaltest"
+    rm -rf "$lib"
+    mkdir -p "$lib/hooks" "$TREE/etc/systemd/system/multi-user.target.wants"
+    install -m 755 "$GUEST/metaltest-report" "$lib/report"
+    cp -a "$GUEST/hooks/." "$lib/hooks/"
+    chmod 755 "$lib"/hooks/*
+    install -m 644 "$GUEST/metaltest-report.service" "$TREE/etc/systemd/system/"
+    ln -sfn ../metaltest-report.service \
+        "$TREE/etc/systemd/system/multi-user.target.wants/metaltest-report.service"
+}
+
+build_images() {
+    install_guest_files
+    local t0=$SECONDS
+    rm -f "$OUT/root.squashfs" "$OUT/root.ext4" "$OUT/images.stamp"
+    mksquashfs "$TREE" "$OUT/root.squashfs.tmp" -comp zstd -noappend -quiet \
+        -no-progress -wildcards -e 'proc/*' -e 'sys/*' -e 'dev/*' -e 'run/*' >/dev/null
+    mv "$OUT/root.squashfs.tmp" "$OUT/root.squashfs"
+    log "root.squashfs: $(du -h --apparent-size "$OUT/root.squashfs" | cut -f1) in $((SECONDS - t0)) s"
+
+    t0=$SECONDS
+    truncate -s "$EXT4_SIZE" "$OUT/root.ext4.tmp"
+    mkfs.ext4 -q -F -L "$ROOT_LABEL" -d "$TREE" "$OUT/root.ext4.tmp"
+    mv "$OUT/root.ext4.tmp" "$OUT/root.ext4"
+    log "root.ext4 ($EXT4_SIZE sparse, $(du -h "$OUT/root.ext4" | cut -f1) used) in $((SECONDS - t0)) s"
+}
+
+main() {
+    local t0=$SECONDS want
+    want="$(tree_stamp)"
+    if [[ ! -d "$TREE" || "$(cat "$OUT/tree.stamp" 2>/dev/null)" != "$want" ]]; then
+        build_tree
+    fi
+    want="$( { cat "$OUT/tree.stamp"; hash_inputs "$GUEST"; } | sha256sum | cut -d' ' -f1)"
+    if [[ ! -f "$OUT/root.squashfs" || ! -f "$OUT/root.ext4" ||
+        "$(cat "$OUT/images.stamp" 2>/dev/null)" != "$want" ]]; then
+        build_images
+        echo "$want" >"$OUT/images.stamp"
+        log "root built in $((SECONDS - t0)) s"
+    fi
+    echo "$OUT/root.squashfs"
+    echo "$OUT/root.ext4"
+}
+
+main "$@"
