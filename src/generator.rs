@@ -32,7 +32,7 @@ impl Kmsg {
             .map(|f| f.write_all(line.as_bytes()).is_ok())
             .unwrap_or(false);
         if !written {
-            eprint!("metalroot-generator: {msg}\n");
+            eprintln!("metalroot-generator: {msg}");
         }
     }
 }

@@ -429,13 +429,12 @@ impl Config {
                 self.overlay_size_mib = number(k, v, 1, 1 << 30)?
             }
             "rd.live.ram" | "live_ram" => self.live_ram = boolean(k, v)?,
-            "rd.live.overlay.thin" | "rd.live.check" | "rd.writable.fsimg" => {
-                if boolean(k, v)? {
-                    self.ignored.push(format!(
-                        "{k}: ignored, metalroot always uses an OverlayFS overlay"
-                    ));
-                }
+            "rd.live.overlay.thin" | "rd.live.check" | "rd.writable.fsimg" if boolean(k, v)? => {
+                self.ignored.push(format!(
+                    "{k}: ignored, metalroot always uses an OverlayFS overlay"
+                ));
             }
+            "rd.live.overlay.thin" | "rd.live.check" | "rd.writable.fsimg" => {}
             // dracut iSCSI
             "netroot" => match v {
                 Some("iscsi") => self.netroot_iscsi = true,

@@ -1,1 +1,357 @@
+//! Finding the local disks metalroot may touch, by scanning sysfs, and the
+//! rules that choose among them. Every disk gets a logged reason.
 
+use anyhow::{Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub size: u64,
+    pub removable: bool,
+    pub read_only: bool,
+    /// `scsi`, `nvme`, `virtio`, … (the subsystem of the disk's device).
+    pub subsystem: String,
+    pub usb: bool,
+    pub iscsi: bool,
+    pub multipath: bool,
+    pub cdrom: bool,
+    pub serial: String,
+    pub wwn: String,
+    /// Holds a filesystem label that must never be touched.
+    pub protected_by: Option<String>,
+}
+
+impl Disk {
+    pub fn dev(&self) -> String {
+        format!("/dev/{}", self.name)
+    }
+}
+
+/// What the wipe and layout steps may do.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub min_size: u64,
+    pub allow: Vec<String>,
+}
+
+/// Why a disk is (not) eligible; `None` means eligible.
+pub fn refusal(d: &Disk, r: &Rules) -> Option<String> {
+    if d.usb {
+        return Some("USB device (never wiped)".into());
+    }
+    if d.removable {
+        return Some("removable medium".into());
+    }
+    if d.cdrom {
+        return Some("optical/live medium".into());
+    }
+    if d.read_only {
+        return Some("read-only".into());
+    }
+    if d.iscsi {
+        return Some("iSCSI LUN".into());
+    }
+    if d.multipath {
+        return Some("multipath path".into());
+    }
+    if let Some(l) = &d.protected_by {
+        return Some(format!("holds LABEL={l}, the image source"));
+    }
+    if d.subsystem != "scsi" && d.subsystem != "nvme" {
+        return Some(format!("bus {} is neither scsi nor nvme", d.subsystem));
+    }
+    if d.size <= r.min_size {
+        return Some(format!(
+            "{} bytes is not above metal.min-disk-size ({} bytes)",
+            d.size, r.min_size
+        ));
+    }
+    if !r.allow.is_empty() {
+        let ok = r.allow.iter().any(|a| match a.split_once(':') {
+            Some(("serial", s)) => !d.serial.is_empty() && d.serial == s,
+            Some(("wwn", w)) => {
+                !d.wwn.is_empty() && d.wwn.to_lowercase().contains(&w.to_lowercase())
+            }
+            _ => false,
+        });
+        if !ok {
+            return Some(format!(
+                "serial {:?} / wwn {:?} not in metal.disk-allow",
+                d.serial, d.wwn
+            ));
+        }
+    }
+    None
+}
+
+/// Eligible disks, smallest first as seed 000 sorts them, with the verdict for
+/// every disk for the log.
+pub fn choose(all: &[Disk], r: &Rules) -> (Vec<Disk>, Vec<(Disk, String)>) {
+    let mut ok: Vec<Disk> = Vec::new();
+    let mut verdicts = Vec::new();
+    for d in all {
+        match refusal(d, r) {
+            Some(why) => verdicts.push((d.clone(), format!("skipped: {why}"))),
+            None => {
+                ok.push(d.clone());
+                verdicts.push((d.clone(), "eligible".into()));
+            }
+        }
+    }
+    ok.sort_by(|a, b| a.size.cmp(&b.size).then(a.name.cmp(&b.name)));
+    (ok, verdicts)
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "dm-", "md", "sr", "nbd", "fd"];
+
+/// Scans `<prefix>/sys/block`. `protect` are labels whose disks are refused.
+pub fn scan(prefix: &Path, protect: &[String]) -> Result<Vec<Disk>> {
+    let block = prefix.join("sys/block");
+    let mut protected: Vec<(String, String)> = Vec::new();
+    for label in protect {
+        let link = prefix.join("dev/disk/by-label").join(label);
+        if let Ok(dev) = fs::canonicalize(&link) {
+            if let Some(name) = dev.file_name() {
+                for d in disks_under(prefix, &name.to_string_lossy()) {
+                    protected.push((d, label.clone()));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for e in fs::read_dir(&block).with_context(|| format!("reading {}", block.display()))? {
+        let e = e.with_context(|| format!("reading {}", block.display()))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if SKIP_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let sys = block.join(&name);
+        let real = fs::canonicalize(&sys).unwrap_or_else(|_| sys.clone());
+        let real_s = real.to_string_lossy().to_string();
+        let dev = sys.join("device");
+        let subsystem = fs::canonicalize(dev.join("subsystem"))
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_default();
+        // An NVMe namespace's device is the controller, in the nvme class.
+        let subsystem = if name.starts_with("nvme") {
+            "nvme".to_string()
+        } else if subsystem == "virtio" || real_s.contains("/virtio") && subsystem != "scsi" {
+            "virtio".to_string()
+        } else {
+            subsystem
+        };
+        let multipath = fs::read_dir(sys.join("holders"))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|h| read(&h.path().join("dm/uuid")).starts_with("mpath-"))
+            })
+            .unwrap_or(false);
+        let serial = {
+            let s = read(&dev.join("serial"));
+            if s.is_empty() {
+                vpd_serial(&dev)
+            } else {
+                s
+            }
+        };
+        let mut wwn = read(&dev.join("wwid"));
+        if wwn.is_empty() {
+            wwn = read(&sys.join("wwid"));
+        }
+        out.push(Disk {
+            size: read(&sys.join("size")).parse::<u64>().unwrap_or(0) * 512,
+            removable: read(&sys.join("removable")) == "1",
+            read_only: read(&sys.join("ro")) == "1",
+            usb: real_s.contains("/usb"),
+            iscsi: real_s.contains("/session"),
+            multipath,
+            cdrom: read(&dev.join("type")) == "5",
+            serial,
+            wwn,
+            protected_by: protected
+                .iter()
+                .find(|(d, _)| *d == name)
+                .map(|(_, l)| l.clone()),
+            subsystem,
+            name,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The serial from a SCSI disk's VPD page 0x80, as udev's scsi_id reads it.
+fn vpd_serial(dev: &Path) -> String {
+    match fs::read(dev.join("vpd_pg80")) {
+        Ok(b) if b.len() > 4 => String::from_utf8_lossy(&b[4..]).trim().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The whole disks a block device lives on (through partitions, md, dm).
+pub fn disks_under(prefix: &Path, name: &str) -> Vec<String> {
+    let class = prefix.join("sys/class/block").join(name);
+    let slaves = class.join("slaves");
+    if let Ok(rd) = fs::read_dir(&slaves) {
+        let v: Vec<String> = rd
+            .flatten()
+            .flat_map(|s| disks_under(prefix, &s.file_name().to_string_lossy()))
+            .collect();
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    if class.join("partition").exists() {
+        if let Ok(real) = fs::canonicalize(&class) {
+            if let Some(parent) = real.parent().and_then(|p| p.file_name()) {
+                return vec![parent.to_string_lossy().to_string()];
+            }
+        }
+    }
+    vec![name.to_string()]
+}
+
+/// Partitions of a disk, e.g. sda1, nvme0n1p2.
+pub fn partitions(prefix: &Path, disk: &str) -> Vec<String> {
+    let dir: PathBuf = prefix.join("sys/block").join(disk);
+    let mut v: Vec<String> = fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().join("partition").exists())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The device node of partition `n` of a disk.
+pub fn part_dev(disk: &str, n: u32) -> String {
+    if disk.chars().last().is_some_and(|c| c.is_ascii_digit()) {
+        format!("/dev/{disk}p{n}")
+    } else {
+        format!("/dev/{disk}{n}")
+    }
+}
+
+/// Scans, logs every disk's verdict, and checks there are enough.
+pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
+    let all = scan(&a.sysroot_prefix, &a.protect_label)?;
+    let rules = Rules {
+        min_size: a.min_disk_size_gib << 30,
+        allow: a.allow.clone(),
+    };
+    let (ok, verdicts) = choose(&all, &rules);
+    for (d, v) in &verdicts {
+        tracing::info!(
+            "disk {} ({} bytes, bus {}, serial {:?}): {v}",
+            d.dev(),
+            d.size,
+            d.subsystem,
+            d.serial
+        );
+    }
+    if (ok.len() as u64) < a.disks {
+        anyhow::bail!(
+            "metal.disks={} but only {} eligible disk(s) found ({}); nothing was wiped or created",
+            a.disks,
+            ok.len(),
+            ok.iter().map(Disk::dev).collect::<Vec<_>>().join(" ")
+        );
+    }
+    Ok(ok)
+}
+
+/// True when both labels of an existing layout are present (a reboot).
+/// Assembles existing arrays first, as udev may not have yet.
+pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
+    crate::steps::cmd::run_ok(&["mdadm", "--assemble", "--scan"]);
+    crate::steps::cmd::settle();
+    labels
+        .iter()
+        .all(|l| prefix.join("dev/disk/by-label").join(l).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(name: &str, size_gib: u64) -> Disk {
+        Disk {
+            name: name.into(),
+            size: size_gib << 30,
+            subsystem: "scsi".into(),
+            ..Disk::default()
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            min_size: 16 << 30,
+            allow: vec![],
+        }
+    }
+
+    #[test]
+    fn guards_refuse_what_must_never_be_wiped() {
+        let mut usb = disk("sdc", 400);
+        usb.usb = true;
+        let small = disk("sdd", 8);
+        let mut virt = disk("vda", 400);
+        virt.subsystem = "virtio".into();
+        let mut iscsi = disk("sde", 400);
+        iscsi.iscsi = true;
+        let mut src = disk("sdf", 400);
+        src.protected_by = Some("PITDATA".into());
+        let (ok, verdicts) = choose(
+            &[
+                disk("sda", 400),
+                disk("sdb", 350),
+                usb,
+                small,
+                virt,
+                iscsi,
+                src,
+            ],
+            &rules(),
+        );
+        let names: Vec<&str> = ok.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["sdb", "sda"]);
+        assert_eq!(verdicts.len(), 7);
+        assert!(verdicts
+            .iter()
+            .any(|(d, v)| d.name == "sdc" && v.contains("USB")));
+    }
+
+    #[test]
+    fn allow_list_by_serial_and_wwn() {
+        let mut a = disk("sda", 400);
+        a.serial = "S1".into();
+        let mut b = disk("nvme0n1", 400);
+        b.subsystem = "nvme".into();
+        b.wwn = "eui.0025385b71b0e5ab".into();
+        let c = disk("sdc", 400);
+        let r = Rules {
+            min_size: 0,
+            allow: vec!["serial:S1".into(), "wwn:0025385b71b0e5ab".into()],
+        };
+        let (ok, _) = choose(&[a, b, c], &r);
+        assert_eq!(ok.len(), 2);
+    }
+
+    #[test]
+    fn partition_names() {
+        assert_eq!(part_dev("sda", 2), "/dev/sda2");
+        assert_eq!(part_dev("nvme0n1", 2), "/dev/nvme0n1p2");
+    }
+}

@@ -1,5 +1,532 @@
-use anyhow::{bail, Result};
+//! `metalroot fetch`: puts the squashfs image at `<dir>/<image>` on the image
+//! array (or in RAM), verified with SHA-256 computed while the bytes stream
+//! to disk, resumable with Range/If-Range, failing over between servers, and
+//! skipped on a reboot when the local copy still matches.
 
-pub fn run(_a: crate::cli::FetchArgs) -> Result<()> {
-    bail!("not implemented yet")
+use crate::cli::FetchArgs;
+use crate::steps::{mounts, notify};
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{ETAG, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
+const CHUNK: usize = 1 << 20;
+
+/// What we remember next to the image: where it came from and its hash.
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Meta {
+    url: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    sha256: Option<String>,
+    size: u64,
+}
+
+fn meta_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".metalroot");
+    PathBuf::from(s)
+}
+
+fn part_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+fn read_meta(p: &Path) -> Option<Meta> {
+    serde_json::from_str(&fs::read_to_string(meta_path(p)).ok()?).ok()
+}
+
+fn write_meta(p: &Path, m: &Meta) -> Result<()> {
+    let mp = meta_path(p);
+    fs::write(&mp, serde_json::to_string(m)?).with_context(|| format!("writing {}", mp.display()))
+}
+
+pub fn image_url(source: &str, image: &str, exact: bool) -> String {
+    if exact
+        || source
+            .split('?')
+            .next()
+            .is_some_and(|p| p.ends_with(&format!("/{image}")))
+    {
+        return source.to_string();
+    }
+    match source.split_once('?') {
+        Some((base, q)) => format!("{}/{image}?{q}", base.trim_end_matches('/')),
+        None => format!("{}/{image}", source.trim_end_matches('/')),
+    }
+}
+
+/// The URL with any password hidden, for logs.
+fn shown(url: &str) -> String {
+    crate::values::redact_url(url)
+}
+
+pub fn run(a: FetchArgs) -> Result<()> {
+    let mut sources = a.sources.clone();
+    for f in &a.source_files {
+        let url = fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        sources.push(url.trim().to_string());
+    }
+    if sources.is_empty() {
+        bail!("no image source given (metal.server)");
+    }
+    let dest = destination(&a)?;
+    let client = client(&a)?;
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    let urls: Vec<String> = sources
+        .iter()
+        .map(|s| {
+            if s.starts_with("file://") {
+                s.clone()
+            } else {
+                image_url(s, &a.image, a.exact_url)
+            }
+        })
+        .collect();
+
+    let expected = match &a.sha256 {
+        Some(h) => Some(h.to_lowercase()),
+        None => sidecar(&client, &urls),
+    };
+    match &expected {
+        Some(h) => info!("expected sha256 {h}"),
+        None => {
+            warn!("no metal.sha256 and no <image>.sha256 on the server: the image is not verified")
+        }
+    }
+
+    if let Some(done) = unchanged(&client, &dest, &urls, expected.as_deref())? {
+        info!(
+            "{} is unchanged on the server ({}); nothing downloaded",
+            dest.display(),
+            done
+        );
+        return Ok(());
+    }
+
+    let mut last_err = anyhow!("no source tried");
+    let mut mismatches = 0;
+    let mut attempt: u32 = 0;
+    'outer: while Instant::now() < deadline {
+        for url in &urls {
+            if Instant::now() >= deadline {
+                break 'outer;
+            }
+            attempt += 1;
+            let r = if url.starts_with("file://") {
+                copy_from_label(url, &a.image, &dest)
+            } else {
+                download(&client, url, &dest)
+            };
+            match r.and_then(|m| finish(&dest, m, expected.as_deref())) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let mismatch = e.to_string().contains("sha256 mismatch");
+                    warn!("fetch from {} failed: {e:#}", shown(url));
+                    last_err = e;
+                    if mismatch {
+                        mismatches += 1;
+                        if mismatches >= urls.len() {
+                            break 'outer;
+                        }
+                    }
+                    if urls.len() > 1 {
+                        info!("failing over to the next server");
+                    }
+                }
+            }
+        }
+        // Exponential backoff with jitter, capped, between rounds.
+        let base = 1u64 << attempt.min(5);
+        let jitter = (std::process::id() as u64 + attempt as u64 * 7919) % 1000;
+        let wait = Duration::from_millis((base * 1000).min(30_000) + jitter);
+        notify::status(&format!("retrying in {} s: {last_err:#}", wait.as_secs()));
+        std::thread::sleep(wait);
+    }
+    Err(last_err).with_context(|| format!("could not fetch {} from any server", a.image))
+}
+
+fn destination(a: &FetchArgs) -> Result<PathBuf> {
+    if let Some(f) = &a.dest_file {
+        if let Some(p) = f.parent() {
+            fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+        }
+        return Ok(f.clone());
+    }
+    let label = a
+        .dest_label
+        .as_deref()
+        .context("--dest-file or --dest-label is required")?;
+    let mnt = a
+        .mount
+        .clone()
+        .context("--mount is required with --dest-label")?;
+    let dev = format!("/dev/disk/by-label/{label}");
+    mounts::wait_for(&dev, 90)?;
+    if !mounts::is_mountpoint(&mnt) {
+        mounts::mount_dev(&dev, &mnt, false)?;
+    }
+    let dir = mnt.join(&a.dir);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join(&a.image))
+}
+
+fn client(a: &FetchArgs) -> Result<Client> {
+    let mut b = Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        // Blocking reqwest applies this to each read: a stalled server fails.
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("metalroot/", env!("CARGO_PKG_VERSION")));
+    if a.ipv4 {
+        b = b.local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    }
+    if let Some(ca) = &a.ca {
+        let pem = fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().context("building the HTTP client")
+}
+
+/// `<image>.sha256` from the first server that has it.
+fn sidecar(client: &Client, urls: &[String]) -> Option<String> {
+    for url in urls.iter().filter(|u| u.starts_with("http")) {
+        let side = match url.split_once('?') {
+            Some((b, q)) => format!("{b}.sha256?{q}"),
+            None => format!("{url}.sha256"),
+        };
+        match client.get(&side).send() {
+            Ok(r) if r.status().is_success() => {
+                let text = r.text().unwrap_or_default();
+                let h = text.split_whitespace().next().unwrap_or("").to_lowercase();
+                if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    info!("expected sha256 from {}", shown(&side));
+                    return Some(h);
+                }
+                warn!("{} does not hold a sha256", shown(&side));
+            }
+            Ok(r) => tracing::debug!("{}: {}", shown(&side), r.status()),
+            Err(e) => tracing::debug!("{}: {e}", shown(&side)),
+        }
+    }
+    None
+}
+
+/// On a reboot: the local image is kept when its recorded hash matches the
+/// expected one, or the server answers 304 to its ETag. Either way the local
+/// bytes are hashed again before they are trusted.
+fn unchanged(
+    client: &Client,
+    dest: &Path,
+    urls: &[String],
+    expected: Option<&str>,
+) -> Result<Option<String>> {
+    let (Some(meta), true) = (read_meta(dest), dest.exists()) else {
+        return Ok(None);
+    };
+    let Some(recorded) = meta.sha256.clone() else {
+        return Ok(None);
+    };
+    let why = if expected == Some(recorded.as_str()) {
+        "recorded sha256 matches the expected one".to_string()
+    } else if expected.is_none() {
+        let Some(etag) = &meta.etag else {
+            return Ok(None);
+        };
+        let url = urls.iter().find(|u| **u == meta.url).or(urls.first());
+        let Some(url) = url else { return Ok(None) };
+        match client.head(url).header(IF_NONE_MATCH, etag).send() {
+            Ok(r) if r.status() == StatusCode::NOT_MODIFIED => format!("ETag {etag} not modified"),
+            Ok(r) if r.headers().get(ETAG).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) => {
+                format!("ETag {etag} unchanged")
+            }
+            _ => return Ok(None),
+        }
+    } else {
+        return Ok(None);
+    };
+    notify::status("verifying the local image");
+    let local = hash_file(dest)?;
+    if local != recorded {
+        warn!(
+            "local image {} is damaged (sha256 {local}, recorded {recorded}); fetching again",
+            dest.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(why))
+}
+
+fn hash_file(p: &Path) -> Result<String> {
+    let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", p.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Result of one transfer: the part file is complete; this is its metadata.
+struct Fetched {
+    meta: Meta,
+    sha256: String,
+}
+
+fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
+    let part = part_path(dest);
+    let part_meta: Option<Meta> = read_meta(&part);
+    let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let mut req = client.get(url);
+    let resuming = have > 0
+        && part_meta
+            .as_ref()
+            .is_some_and(|m| m.etag.is_some() || m.last_modified.is_some());
+    if resuming {
+        let m = part_meta.as_ref().context("part metadata")?;
+        let validator = m
+            .etag
+            .clone()
+            .or(m.last_modified.clone())
+            .unwrap_or_default();
+        req = req
+            .header(RANGE, format!("bytes={have}-"))
+            .header(IF_RANGE, validator);
+    }
+    notify::status(&format!("connecting to {}", shown(url)));
+    let resp = req.send().with_context(|| format!("GET {}", shown(url)))?;
+    let status = resp.status();
+    if RETRY_STATUS.contains(&status.as_u16()) {
+        bail!("GET {}: {status} (will retry)", shown(url));
+    }
+    let (mut file, mut hasher, offset) = match status {
+        StatusCode::PARTIAL_CONTENT if resuming => {
+            info!("resuming {} at byte {have}", shown(url));
+            let mut h = Sha256::new();
+            let mut f = File::open(&part).with_context(|| format!("opening {}", part.display()))?;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = f
+                    .read(&mut buf)
+                    .with_context(|| format!("reading {}", part.display()))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            let f = OpenOptions::new()
+                .append(true)
+                .open(&part)
+                .with_context(|| format!("opening {}", part.display()))?;
+            (f, h, have)
+        }
+        StatusCode::OK => {
+            if resuming {
+                info!("{} changed on the server: starting over", shown(url));
+            }
+            let f = File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+            (f, Sha256::new(), 0)
+        }
+        s => bail!("GET {}: unexpected status {s}", shown(url)),
+    };
+    let meta = Meta {
+        url: url.to_string(),
+        etag: header(&resp, ETAG),
+        last_modified: header(&resp, LAST_MODIFIED),
+        sha256: None,
+        size: 0,
+    };
+    write_meta(&part, &meta)?;
+    let total = resp.content_length().map(|l| l + offset);
+    let got = stream(resp, &mut file, &mut hasher, offset, total, url)?;
+    file.sync_all()
+        .with_context(|| format!("fsync {}", part.display()))?;
+    if let Some(t) = total {
+        if got != t {
+            bail!("{}: transfer ended at byte {got} of {t}", shown(url));
+        }
+    }
+    Ok(Fetched {
+        meta: Meta { size: got, ..meta },
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+fn header(r: &Response, name: reqwest::header::HeaderName) -> Option<String> {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Copies the body to the file while hashing; returns the file's length.
+fn stream(
+    mut src: impl Read,
+    out: &mut File,
+    hasher: &mut Sha256,
+    offset: u64,
+    total: Option<u64>,
+    url: &str,
+) -> Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = offset;
+    let start = Instant::now();
+    let mut last = Instant::now();
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading from {} at byte {done}", shown(url)))
+            }
+        };
+        out.write_all(&buf[..n]).context("writing the image")?;
+        hasher.update(&buf[..n]);
+        done += n as u64;
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let rate = (done - offset) as f64 / start.elapsed().as_secs_f64().max(0.001);
+            let pct = total
+                .map(|t| format!("{}% ", done * 100 / t.max(1)))
+                .unwrap_or_default();
+            notify::status(&format!(
+                "downloading {}: {pct}({} of {} MiB) at {:.1} MiB/s",
+                shown(url),
+                done >> 20,
+                total
+                    .map(|t| (t >> 20).to_string())
+                    .unwrap_or_else(|| "?".into()),
+                rate / 1048576.0
+            ));
+        }
+    }
+    Ok(done)
+}
+
+/// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
+fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
+    let rest = src.trim_start_matches("file://");
+    let (dir, label) = rest
+        .split_once("?LABEL=")
+        .context("file:// source needs ?LABEL=")?;
+    let dev = format!("/dev/disk/by-label/{label}");
+    mounts::wait_for(&dev, 90)?;
+    let mnt = PathBuf::from(format!("/run/metalroot/source-{label}"));
+    let mounted_here = !mounts::is_mountpoint(&mnt);
+    if mounted_here {
+        mounts::mount_dev(&dev, &mnt, true)?;
+    }
+    let file = mnt.join(dir.trim_matches('/')).join(image);
+    let r = (|| {
+        let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+        let part = part_path(dest);
+        let mut out =
+            File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+        let mut h = Sha256::new();
+        let total = f.metadata().map(|m| m.len()).ok();
+        let got = stream(f, &mut out, &mut h, 0, total, src)?;
+        out.sync_all().context("fsync")?;
+        Ok(Fetched {
+            meta: Meta {
+                url: src.to_string(),
+                size: got,
+                ..Meta::default()
+            },
+            sha256: hex(&h.finalize()),
+        })
+    })();
+    if mounted_here {
+        let _ = nix::mount::umount(&mnt);
+    }
+    r
+}
+
+/// Verifies the part file and only then gives it the image's name.
+fn finish(dest: &Path, f: Fetched, expected: Option<&str>) -> Result<()> {
+    let part = part_path(dest);
+    if let Some(want) = expected {
+        if f.sha256 != want {
+            let _ = fs::remove_file(&part);
+            let _ = fs::remove_file(meta_path(&part));
+            bail!(
+                "sha256 mismatch for {}: expected {want}, got {}; the image was discarded",
+                shown(&f.meta.url),
+                f.sha256
+            );
+        }
+        info!("sha256 verified: {}", f.sha256);
+    }
+    fs::rename(&part, dest)
+        .with_context(|| format!("renaming {} to {}", part.display(), dest.display()))?;
+    if let Some(dir) = dest.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    let _ = fs::remove_file(meta_path(&part));
+    write_meta(
+        dest,
+        &Meta {
+            sha256: Some(f.sha256.clone()),
+            ..f.meta.clone()
+        },
+    )?;
+    info!(
+        "fetched {} ({} bytes) to {}",
+        shown(&f.meta.url),
+        f.meta.size,
+        dest.display()
+    );
+    notify::status(&format!(
+        "fetched {} bytes, sha256 {}",
+        f.meta.size, f.sha256
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            image_url("http://pit/", "squashfs.img", false),
+            "http://pit/squashfs.img"
+        );
+        assert_eq!(
+            image_url("http://pit/x/squashfs.img", "squashfs.img", false),
+            "http://pit/x/squashfs.img"
+        );
+        assert_eq!(
+            image_url("https://s3/b?X-Amz-Signature=a%2Fb", "i.img", false),
+            "https://s3/b/i.img?X-Amz-Signature=a%2Fb"
+        );
+        assert_eq!(
+            image_url("http://h/a.img", "squashfs.img", true),
+            "http://h/a.img"
+        );
+    }
 }

@@ -1,5 +1,156 @@
-use anyhow::{bail, Result};
+//! `metalroot layout`: seed 000's RAID layout. GPT on the chosen disks, md
+//! arrays BOOT, SQFS, ROOT, AUX, filesystems BOOTRAID (vfat), SQFSRAID and
+//! ROOTRAID (xfs), and an empty volume group metalvg0 on AUX. On a reboot the
+//! labels exist and the arrays are only assembled (degraded if need be).
 
-pub fn run(_a: crate::cli::LayoutArgs) -> Result<()> {
-    bail!("not implemented yet")
+use crate::cli::LayoutArgs;
+use crate::steps::cmd::{run as sh, run_ok, run_s, settle};
+use crate::steps::disks::{layout_present, part_dev, select_logged};
+use crate::steps::notify;
+use anyhow::{bail, Result};
+use std::fs;
+use tracing::info;
+
+pub const BOOT_MIB: u64 = 500;
+pub const VG: &str = "metalvg0";
+
+pub fn run(a: LayoutArgs) -> Result<()> {
+    let d = &a.disks;
+    notify::status("looking for an existing layout");
+    if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
+        start_pending_arrays();
+        run_ok(&["lvm", "vgchange", "--activate", "y", VG]);
+        settle();
+        info!(
+            "found LABEL={} and LABEL={}: reusing the existing layout",
+            d.sqfs_label, d.oval_label
+        );
+        return Ok(());
+    }
+    let level = a.md_level.as_str();
+    let all = select_logged(d)?;
+    let chosen: Vec<_> = all.into_iter().take(d.disks as usize).collect();
+    let need = (BOOT_MIB << 20) + ((a.sqfs_size_gb + a.oval_size_gb + a.aux_size_gb) << 30);
+    for disk in &chosen {
+        if disk.size < need + (16 << 20) {
+            bail!(
+                "{} has {} bytes, the layout needs {} (metal.sqfs-md-size={} metal.oval-md-size={} metal.aux-md-size={}); nothing was created",
+                disk.dev(), disk.size, need, a.sqfs_size_gb, a.oval_size_gb, a.aux_size_gb
+            );
+        }
+        if a.no_wipe {
+            let sigs = sh(&["wipefs", "--no-act", "--noheadings", &disk.dev()])?;
+            if !sigs.trim().is_empty() {
+                bail!(
+                    "metal.no-wipe=1 and {} still holds signatures ({}); refusing to partition it",
+                    disk.dev(),
+                    sigs.split_whitespace().collect::<Vec<_>>().join(" ")
+                );
+            }
+        }
+    }
+    info!(
+        "Found the following disks for the main RAID array (qty. [{}]): [{}]",
+        chosen.len(),
+        chosen
+            .iter()
+            .map(|x| x.name.clone())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if d.dry_run {
+        for disk in &chosen {
+            info!(
+                "dry run: would partition {} (GPT: BOOT {BOOT_MIB} MiB, SQFS {} GB, ROOT {} GB, AUX {} GB)",
+                disk.dev(), a.sqfs_size_gb, a.oval_size_gb, a.aux_size_gb
+            );
+        }
+        info!("dry run: would create md arrays BOOT, SQFS, ROOT, AUX at level {level}, filesystems BOOTRAID, {}, {} and volume group {VG}", d.sqfs_label, d.oval_label);
+        return Ok(());
+    }
+
+    notify::status("partitioning");
+    let mut parts = vec![
+        ("BOOT", format!("+{BOOT_MIB}M")),
+        ("SQFS", format!("+{}G", a.sqfs_size_gb)),
+        ("ROOT", format!("+{}G", a.oval_size_gb)),
+    ];
+    if a.aux_size_gb > 0 {
+        parts.push(("AUX", format!("+{}G", a.aux_size_gb)));
+    }
+    for disk in &chosen {
+        let mut argv = vec!["sgdisk".to_string(), "--clear".into()];
+        for (i, (name, size)) in parts.iter().enumerate() {
+            let n = i + 1;
+            argv.push(format!("--new={n}:0:{size}"));
+            argv.push(format!("--typecode={n}:FD00"));
+            argv.push(format!("--change-name={n}:{name}"));
+        }
+        argv.push(disk.dev());
+        run_s(&argv)?;
+        run_ok(&["partprobe", &disk.dev()]);
+    }
+    settle();
+
+    for (i, (name, _)) in parts.iter().enumerate() {
+        notify::status(&format!("creating md array {name}"));
+        let members: Vec<String> = chosen
+            .iter()
+            .map(|x| part_dev(&x.name, i as u32 + 1))
+            .collect();
+        let mut argv: Vec<String> = vec![
+            "mdadm".into(),
+            "--create".into(),
+            format!("/dev/md/{name}"),
+            "--run".into(),
+            format!("--level={level}"),
+            format!("--raid-devices={}", members.len()),
+            // vfat must see its superblock at the start: metadata at the end.
+            format!("--metadata={}", if *name == "BOOT" { "1.0" } else { "1.2" }),
+            "--assume-clean".into(),
+            "--homehost=any".into(),
+            format!("--name={name}"),
+        ];
+        if members.len() == 1 {
+            argv.push("--force".into());
+        }
+        argv.extend(members);
+        run_s(&argv)?;
+    }
+    settle();
+    notify::status("creating filesystems");
+    sh(&["mkfs.vfat", "-F", "32", "-n", "BOOTRAID", "/dev/md/BOOT"])?;
+    sh(&["mkfs.xfs", "-f", "-L", &d.sqfs_label, "/dev/md/SQFS"])?;
+    sh(&["mkfs.xfs", "-f", "-L", &d.oval_label, "/dev/md/ROOT"])?;
+    if a.aux_size_gb > 0 {
+        sh(&["lvm", "pvcreate", "-ff", "--yes", "/dev/md/AUX"])?;
+        sh(&["lvm", "vgcreate", VG, "/dev/md/AUX"])?;
+    }
+    settle();
+    // Wait for udev to publish the new labels; the next steps look them up.
+    for label in [&d.sqfs_label, &d.oval_label] {
+        crate::steps::mounts::wait_for(&format!("/dev/disk/by-label/{label}"), 30)?;
+    }
+    info!(
+        "layout created: md arrays BOOT, SQFS, ROOT{}",
+        if a.aux_size_gb > 0 { ", AUX" } else { "" }
+    );
+    Ok(())
+}
+
+/// Starts arrays that assembled but did not run (a member missing: PENDING
+/// or inactive), so a degraded array still boots.
+fn start_pending_arrays() {
+    let Ok(mdstat) = fs::read_to_string("/proc/mdstat") else {
+        return;
+    };
+    for line in mdstat.lines() {
+        let Some((md, rest)) = line.split_once(" : ") else {
+            continue;
+        };
+        if md.starts_with("md") && (rest.contains("inactive") || rest.contains("PENDING")) {
+            info!("starting array /dev/{md} ({rest})");
+            run_ok(&["mdadm", "--run", &format!("/dev/{}", md.trim())]);
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod handover;
 pub mod layout;
 pub mod log;
 pub mod mounts;
+pub mod notify;
 pub mod plan;
 pub mod sysroot;
 pub mod trap;

@@ -1,1 +1,90 @@
+//! Mounting with `nix`, loop devices through losetup, and waiting for udev.
 
+use crate::steps::cmd::run;
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, MsFlags};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Waits until `path` exists (a udev symlink), up to `secs` seconds.
+pub fn wait_for(path: &str, secs: u64) -> Result<()> {
+    let start = Instant::now();
+    let mut logged = false;
+    while !Path::new(path).exists() {
+        if start.elapsed() > Duration::from_secs(secs) {
+            bail!("{path} did not appear within {secs} s");
+        }
+        if !logged && start.elapsed() > Duration::from_secs(2) {
+            crate::steps::notify::status(&format!("waiting for {path}"));
+            tracing::info!("waiting up to {secs} s for {path}");
+            logged = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+pub fn is_mountpoint(path: &Path) -> bool {
+    let Ok(m) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let p = path.to_string_lossy();
+    m.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == p))
+}
+
+pub fn mount_fs(
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+    tracing::info!(
+        "mounting {src} ({fstype}{}) at {}",
+        data.map(|d| format!(", {d}")).unwrap_or_default(),
+        target.display()
+    );
+    mount(Some(src), target, Some(fstype), flags, data).with_context(|| {
+        format!(
+            "mount -t {fstype} {src} {}{}",
+            target.display(),
+            data.map(|d| format!(" -o {d}")).unwrap_or_default()
+        )
+    })
+}
+
+/// Mounts a block device, letting the kernel try the filesystem types the
+/// initrd knows (`mount(8)` does the probing, like fstab).
+pub fn mount_dev(dev: &str, target: &Path, read_only: bool) -> Result<()> {
+    fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+    let opt = if read_only { "ro" } else { "rw" };
+    run(&["mount", "-o", opt, dev, &target.to_string_lossy()])?;
+    Ok(())
+}
+
+/// Attaches a file to a read-only loop device, returns /dev/loopN.
+pub fn loop_attach(file: &Path) -> Result<String> {
+    let out = run(&[
+        "losetup",
+        "--find",
+        "--show",
+        "--read-only",
+        &file.to_string_lossy(),
+    ])?;
+    Ok(out.trim().to_string())
+}
+
+pub fn bind(src: &Path, target: &Path) -> Result<()> {
+    fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+    mount(
+        Some(src),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("mount --bind {} {}", src.display(), target.display()))
+}

@@ -1,5 +1,371 @@
-use anyhow::{bail, Result};
+//! `metalroot sysroot`: the squashfs (or a lower device) plus an upper layer,
+//! mounted as OverlayFS at /sysroot, in dracut dmsquash-live's layout:
+//! the live medium at /run/initramfs/live, the base at /run/rootfsbase, and
+//! /run/overlayfs, /run/ovlwork pointing at the upper and work directories.
 
-pub fn run(_a: crate::cli::SysrootArgs) -> Result<()> {
-    bail!("not implemented yet")
+use crate::cli::SysrootArgs;
+use crate::steps::cmd::run as sh;
+use crate::steps::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
+use crate::steps::notify;
+use crate::values::DevSpec;
+use anyhow::{bail, Context, Result};
+use nix::mount::MsFlags;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use tracing::info;
+
+const LIVE: &str = "/run/initramfs/live";
+const BASE: &str = "/run/rootfsbase";
+const RAM_IMAGE: &str = "/run/initramfs/squashed.img";
+
+fn dev_path(spec: &str) -> Result<String> {
+    Ok(DevSpec::parse("--device", spec)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .dev_path())
+}
+
+fn blkid(dev: &str, tag: &str) -> String {
+    sh(&["blkid", "-s", tag, "-o", "value", dev])
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn mem_available() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Refuses a copy into RAM that would not fit, instead of an OOM kill.
+fn check_fits(what: &str, bytes: u64) -> Result<()> {
+    let avail = mem_available();
+    // Keep a quarter of what is free for the rest of the boot.
+    if bytes > avail / 4 * 3 {
+        bail!(
+            "{what} needs {bytes} bytes of RAM but only {avail} bytes are available; not copying"
+        );
+    }
+    Ok(())
+}
+
+fn copy_to_ram(image: &Path) -> Result<PathBuf> {
+    let size = fs::metadata(image)
+        .with_context(|| format!("stat {}", image.display()))?
+        .len();
+    check_fits(&format!("copying {} to RAM", image.display()), size)?;
+    notify::status("copying the image to RAM");
+    fs::copy(image, RAM_IMAGE)
+        .with_context(|| format!("copying {} to {RAM_IMAGE}", image.display()))?;
+    Ok(PathBuf::from(RAM_IMAGE))
+}
+
+fn mount_squashfs(image: &Path, at: &Path) -> Result<()> {
+    if !image.exists() {
+        bail!("the root image {} does not exist", image.display());
+    }
+    let dev = loop_attach(image)?;
+    mount_fs(&dev, at, "squashfs", MsFlags::MS_RDONLY, None)
+}
+
+fn tree_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            total += m.len();
+        }
+    }
+    total
+}
+
+pub fn run(a: SysrootArgs) -> Result<()> {
+    let target = a.target.clone();
+    if is_mountpoint(&target) {
+        info!("{} is already mounted; nothing to do", target.display());
+        return Ok(());
+    }
+    if let Some(lower) = &a.lower_device {
+        return lower_devices(&a, lower);
+    }
+    if let Some(t) = &a.iscsi_lun {
+        let want = format!("-iscsi-{t}-lun-{}", a.lun);
+        let dev = wait_by_path(&want, a.device_timeout)?;
+        return mount_dev(&dev, &target, false);
+    }
+
+    // The lower layer: the squashfs image.
+    let mut live_id: Option<(String, String)> = None;
+    let mut image = match (&a.image_file, &a.live_device) {
+        (Some(f), _) => f.clone(),
+        (None, Some(spec)) => {
+            let dev = dev_path(spec)?;
+            wait_for(&dev, a.device_timeout)?;
+            if !is_mountpoint(Path::new(LIVE)) {
+                mount_dev(&dev, Path::new(LIVE), true)?;
+            }
+            live_id = Some((blkid(&dev, "LABEL"), blkid(&dev, "UUID")));
+            Path::new(LIVE).join(&a.live_dir).join(&a.image)
+        }
+        (None, None) => bail!("no root image: give --live-device or --image-file"),
+    };
+    if a.copy_to_ram {
+        image = copy_to_ram(&image)?;
+    }
+    match a.ram.as_deref() {
+        Some("copy") => {
+            mount_squashfs(&image, Path::new(BASE))?;
+            let need = tree_size(Path::new(BASE));
+            check_fits("metal.ram=copy", need)?;
+            let size = format!("size={}", need + need / 2 + (256 << 20));
+            mount_fs(
+                "tmpfs",
+                &target,
+                "tmpfs",
+                MsFlags::empty(),
+                Some(&format!("mode=0755,{size}")),
+            )?;
+            notify::status("copying the root tree into RAM");
+            sh(&["cp", "-a", &format!("{BASE}/."), &target.to_string_lossy()])?;
+            nix::mount::umount(BASE).context("umount /run/rootfsbase")?;
+            info!("root copied into a tmpfs ({need} bytes)");
+            return Ok(());
+        }
+        Some("squashfs") => {
+            mount_squashfs(&image, &target)?;
+            info!("root is the squashfs, read-only");
+            return Ok(());
+        }
+        _ => {}
+    }
+    mount_squashfs(&image, Path::new(BASE))?;
+    if a.no_overlay {
+        crate::steps::mounts::bind(Path::new(BASE), &target)?;
+        return Ok(());
+    }
+
+    // The upper layer.
+    let mut lowers = vec![BASE.to_string()];
+    let (upper, work) = if let Some(spec) = &a.overlay_device {
+        persistent_upper(&a, spec, live_id.as_ref(), &mut lowers)?
+    } else if a.upper.as_deref() == Some("zram") {
+        let m = zram(&a)?;
+        dirs(&m.join("upper"), &m.join("work"))?
+    } else {
+        tmpfs_upper(a.tmpfs_size_mib)?
+    };
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        upper.display(),
+        work.display()
+    );
+    mount_fs(
+        "LiveOS_rootfs",
+        &target,
+        "overlay",
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
+    notify::status("root assembled");
+    Ok(())
+}
+
+fn dirs(upper: &Path, work: &Path) -> Result<(PathBuf, PathBuf)> {
+    for d in [upper, work] {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    Ok((upper.to_path_buf(), work.to_path_buf()))
+}
+
+fn tmpfs_upper(size_mib: u64) -> Result<(PathBuf, PathBuf)> {
+    let m = Path::new("/run/initramfs/tmpfs-overlay");
+    if !is_mountpoint(m) {
+        mount_fs(
+            "tmpfs",
+            m,
+            "tmpfs",
+            MsFlags::empty(),
+            Some(&format!("mode=0755,size={size_mib}m")),
+        )?;
+    }
+    let r = dirs(&m.join("overlayfs"), &m.join("ovlwork"))?;
+    link_run(&r.0, &r.1)?;
+    Ok(r)
+}
+
+/// /run/overlayfs and /run/ovlwork, as dracut leaves them for the real root.
+fn link_run(upper: &Path, work: &Path) -> Result<()> {
+    for (l, t) in [("/run/overlayfs", upper), ("/run/ovlwork", work)] {
+        let _ = fs::remove_file(l);
+        if Path::new(l).is_dir() {
+            continue;
+        }
+        symlink(t, l).with_context(|| format!("linking {l}"))?;
+    }
+    Ok(())
+}
+
+/// `rd.live.overlay=<dev>[:<path>]`: the upper directory in dmsquash-live's
+/// place, `<dir>/overlay-<label>-<uuid>` of the live medium, with `ovlwork`
+/// beside it; or, when the path is a file, a filesystem image holding both.
+fn persistent_upper(
+    a: &SysrootArgs,
+    spec: &str,
+    live: Option<&(String, String)>,
+    lowers: &mut Vec<String>,
+) -> Result<(PathBuf, PathBuf)> {
+    let dev = dev_path(spec)?;
+    wait_for(&dev, a.device_timeout)?;
+    let mnt = Path::new("/run/initramfs/overlayfs");
+    if !is_mountpoint(mnt) {
+        mount_dev(&dev, mnt, false)?;
+    }
+    let rel = match &a.overlay_path {
+        Some(p) => p.trim_start_matches('/').to_string(),
+        None => {
+            let (label, uuid) = live.cloned().unwrap_or_default();
+            format!("{}/overlay-{label}-{uuid}", a.live_dir)
+        }
+    };
+    let mut upper = mnt.join(&rel);
+    let mut work = upper.parent().unwrap_or(mnt).join("ovlwork");
+    if upper.is_file() {
+        // oVirt's form: a filesystem image file holding the changes.
+        let img = Path::new("/run/initramfs/overlay-image");
+        let loopdev = sh(&["losetup", "--find", "--show", &upper.to_string_lossy()])?;
+        mount_dev(loopdev.trim(), img, false)?;
+        upper = img.join("overlayfs");
+        work = img.join("ovlwork");
+    } else if a.overlay_path.is_some() && !upper.exists() {
+        bail!(
+            "rd.live.overlay: {} does not exist on {dev}",
+            upper.display()
+        );
+    }
+    if a.overlay_reset && upper.exists() {
+        info!(
+            "Resetting the OverlayFS overlay directory {}",
+            upper.display()
+        );
+        fs::remove_dir_all(&upper).with_context(|| format!("emptying {}", upper.display()))?;
+        let _ = fs::remove_dir_all(&work);
+    }
+    dirs(&upper, &work)?;
+    if a.overlay_readonly {
+        // The persistent layer becomes a read-only middle layer.
+        let _ = fs::remove_file("/run/overlayfs-r");
+        symlink(&upper, "/run/overlayfs-r").context("linking /run/overlayfs-r")?;
+        lowers.insert(0, upper.to_string_lossy().to_string());
+        return tmpfs_upper(a.tmpfs_size_mib);
+    }
+    link_run(&upper, &work)?;
+    info!("persistent overlay at {} on {dev}", upper.display());
+    Ok((upper, work))
+}
+
+/// A zram device with a filesystem, mounted at /run/initramfs/zram (seed 001).
+fn zram(a: &SysrootArgs) -> Result<PathBuf> {
+    let size = match a.zram_size.as_deref().unwrap_or("50%") {
+        s if s.ends_with('%') => {
+            let pct: u64 = s.trim_end_matches('%').parse().context("--zram-size")?;
+            let total = fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|m| {
+                    m.lines()
+                        .next()
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|k| k.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+                * 1024;
+            (total * pct / 100).to_string()
+        }
+        s => s.to_string(),
+    };
+    let comp = a.zram_comp.as_deref().unwrap_or("zstd");
+    let fstype = a.zram_fs.as_deref().unwrap_or("xfs");
+    sh(&["modprobe", "zram"]).ok();
+    let dev = sh(&["zramctl", "--find", "--size", &size, "--algorithm", comp])?;
+    let dev = dev.trim().to_string();
+    if fstype == "xfs" {
+        sh(&["mkfs.xfs", "-f", "-q", &dev])?;
+    } else {
+        sh(&["mkfs.ext4", "-q", "-F", &dev])?;
+    }
+    let m = PathBuf::from("/run/initramfs/zram");
+    mount_dev(&dev, &m, false)?;
+    info!("zram upper layer {dev} ({size} bytes, {comp}, {fstype})");
+    Ok(m)
+}
+
+fn wait_by_path(suffix: &str, secs: u64) -> Result<String> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(rd) = fs::read_dir("/dev/disk/by-path") {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if n.ends_with(suffix) {
+                    return Ok(e.path().to_string_lossy().to_string());
+                }
+            }
+        }
+        if start.elapsed().as_secs() > secs {
+            bail!("no device /dev/disk/by-path/*{suffix} within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// Seed 001: read-only lower devices for / and /var, upper on zram or tmpfs.
+fn lower_devices(a: &SysrootArgs, lower: &str) -> Result<()> {
+    let upper_root = if a.upper.as_deref() == Some("zram") {
+        zram(a)?
+    } else {
+        let m = PathBuf::from("/run/initramfs/tmpfs-overlay");
+        mount_fs(
+            "tmpfs",
+            &m,
+            "tmpfs",
+            MsFlags::empty(),
+            Some(&format!("mode=0755,size={}m", a.tmpfs_size_mib)),
+        )?;
+        m
+    };
+    let mut layers = vec![("root", lower.to_string(), a.target.clone())];
+    if let Some(v) = &a.var_lower_device {
+        layers.push(("var", v.clone(), a.target.join("var")));
+    }
+    for (name, spec, at) in layers {
+        let dev = dev_path(&spec)?;
+        wait_for(&dev, a.device_timeout)?;
+        let low = PathBuf::from(format!("/run/initramfs/lower/{name}"));
+        mount_dev(&dev, &low, true)?;
+        let (upper, work) = dirs(
+            &upper_root.join("upper").join(name),
+            &upper_root.join("work").join(name),
+        )?;
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            low.display(),
+            upper.display(),
+            work.display()
+        );
+        mount_fs("overlay", &at, "overlay", MsFlags::empty(), Some(&opts))?;
+    }
+    Ok(())
 }

@@ -1,5 +1,160 @@
-use anyhow::{bail, Result};
+//! `metalroot wipe`: seed 000's wipe, limited to the selected disks.
+//! Order: warnings and countdown, vgremove ceph*/metal*, wipe and stop md
+//! arrays, zero their members' superblocks, wipefs every disk, partprobe.
 
-pub fn run(_a: crate::cli::WipeArgs) -> Result<()> {
-    bail!("not implemented yet")
+use crate::cli::WipeArgs;
+use crate::steps::cmd::{run as sh, run_ok, settle};
+use crate::steps::disks::{disks_under, layout_present, select_logged};
+use crate::steps::notify;
+use anyhow::Result;
+use std::fs;
+use tracing::{info, warn};
+
+const DOC: &str = "https://github.com/Cray-HPE/dracut-metal-mdsquash";
+
+pub fn run(a: WipeArgs) -> Result<()> {
+    let d = &a.disks;
+    if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
+        info!(
+            "found LABEL={} and LABEL={}: an existing layout, nothing is wiped",
+            d.sqfs_label, d.oval_label
+        );
+        return Ok(());
+    }
+    let disks = select_logged(d)?;
+    let names: Vec<String> = disks.iter().map(|x| x.name.clone()).collect();
+    let arrays = arrays_on(&d.sysroot_prefix, &names);
+    let vgs = volume_groups_on(&d.sysroot_prefix, &names);
+
+    warn!("Warning: local storage device wipe [ safeguard: DISABLED ]");
+    warn!("Warning: local storage devices WILL be wiped ({DOC}#metalno-wipe)");
+    warn!("Warning: local storage device wipe commencing ...");
+    warn!(
+        "Warning: local storage device wipe ignores USB devices and block devices less then or equal to [{}] bytes.",
+        d.min_disk_size_gib << 30
+    );
+    warn!(
+        "Warning: local storage device wipe is targeting the following RAID(s): [{}]",
+        arrays
+            .iter()
+            .map(|(m, _)| format!("/dev/{m}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    warn!(
+        "Warning: local storage device wipe is targeting the following block devices: [{}]",
+        disks.iter().map(|x| x.dev()).collect::<Vec<_>>().join(" ")
+    );
+    warn!(
+        "Warning: volume groups to remove (vg_name=~ceph*, vg_name=~metal*): [{}]",
+        vgs.join(" ")
+    );
+    if d.dry_run {
+        info!("dry run (metal.dry-run=1): nothing was wiped");
+        return Ok(());
+    }
+    warn!("Warning: nothing can be done to stop this except one one thing ...");
+    warn!(
+        "Warning: power this node off within the next [{}] seconds to cancel.",
+        a.wipe_delay
+    );
+    warn!("Warning: NOTE: this delay can be adjusted, see: {DOC}#metalwipe-delay)");
+    for left in (1..=a.wipe_delay).rev() {
+        notify::status(&format!(
+            "wiping local disks in {left} s (power off to cancel)"
+        ));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    notify::status("wiping local disks");
+
+    for vg in &vgs {
+        warn!("Warning: removing volume group [{vg}]");
+        sh(&["lvm", "vgremove", "--force", "--yes", vg])?;
+    }
+    for (md, members) in &arrays {
+        let dev = format!("/dev/{md}");
+        run_ok(&["wipefs", "--all", "--force", &dev]);
+        sh(&["mdadm", "--stop", &dev])?;
+        for m in members {
+            sh(&["mdadm", "--zero-superblock", &format!("/dev/{m}")])?;
+        }
+    }
+    for disk in &disks {
+        for p in crate::steps::disks::partitions(&d.sysroot_prefix, &disk.name) {
+            sh(&["wipefs", "--all", "--force", &format!("/dev/{p}")])?;
+        }
+        sh(&["wipefs", "--all", "--force", &disk.dev()])?;
+    }
+    for disk in &disks {
+        // partprobe fails on a disk with no partition table left: expected.
+        run_ok(&["partprobe", &disk.dev()]);
+    }
+    settle();
+    warn!("Warning: local storage disk wipe complete");
+    Ok(())
+}
+
+/// md arrays all of whose members are on the selected disks, with members.
+fn arrays_on(prefix: &std::path::Path, disks: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(prefix.join("sys/block")) else {
+        return out;
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("md"))
+        .collect();
+    names.sort();
+    for md in names {
+        let members: Vec<String> = fs::read_dir(prefix.join("sys/block").join(&md).join("slaves"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let under: Vec<String> = disks_under(prefix, &md);
+        if !members.is_empty() && under.iter().all(|u| disks.contains(u)) {
+            out.push((md, members));
+        }
+    }
+    out
+}
+
+/// Volume groups named ceph* or metal* whose PVs all sit on selected disks.
+fn volume_groups_on(prefix: &std::path::Path, disks: &[String]) -> Vec<String> {
+    let Ok(out) = sh(&[
+        "lvm",
+        "pvs",
+        "--noheadings",
+        "--separator",
+        ",",
+        "-o",
+        "vg_name,pv_name",
+    ]) else {
+        return Vec::new();
+    };
+    let mut by_vg: std::collections::BTreeMap<String, bool> = Default::default();
+    for line in out.lines() {
+        let Some((vg, pv)) = line.trim().split_once(',') else {
+            continue;
+        };
+        if !(vg.starts_with("ceph") || vg.starts_with("metal")) {
+            continue;
+        }
+        let name = fs::canonicalize(pv)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_default();
+        let inside =
+            !name.is_empty() && disks_under(prefix, &name).iter().all(|d| disks.contains(d));
+        let e = by_vg.entry(vg.to_string()).or_insert(true);
+        *e = *e && inside;
+    }
+    by_vg
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(vg, _)| vg)
+        .collect()
 }
