@@ -16,7 +16,7 @@ impl ParamError {
     pub fn new(param: &str, value: &str, reason: impl Into<String>) -> Self {
         ParamError {
             param: param.to_string(),
-            value: value.to_string(),
+            value: scrub(value),
             reason: reason.into(),
         }
     }
@@ -25,6 +25,27 @@ impl ParamError {
     pub fn secret(param: &str, reason: impl Into<String>) -> Self {
         Self::new(param, "<redacted>", reason)
     }
+}
+
+/// Hides anything that may be a credential. A stray quote on the command
+/// line can swallow the following words, secrets included, into the value of
+/// another parameter, so this looks at the text, not at the parameter name.
+pub fn scrub(value: &str) -> String {
+    if value.to_ascii_lowercase().contains("password") {
+        return "<redacted>".to_string();
+    }
+    if !value.contains('@') {
+        return value.to_string();
+    }
+    value
+        .split(' ')
+        .map(|w| match w.rfind('@') {
+            Some(_) if w.contains("://") => crate::values::redact_url(w),
+            Some(at) => format!("<redacted>{}", &w[at..]),
+            None => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl fmt::Display for ParamError {

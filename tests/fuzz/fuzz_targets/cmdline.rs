@@ -1,0 +1,18 @@
+//! Fuzzes the whole pure core: any command line must give either units or
+//! one failing unit, never a panic, and never a destructive unit when the
+//! line is refused.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let g = metalroot::core::generate(None, line);
+    if g.error.is_some() {
+        for e in &g.entries {
+            assert!(e.path().contains("metalroot-cmdline-error"), "{}", e.path());
+        }
+    }
+});
