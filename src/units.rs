@@ -61,8 +61,15 @@ fn service(step: &Step) -> String {
     ];
     let mut wants: Vec<String> = Vec::new();
     if step.net == Net::Online {
-        after.push("network-online.target".into());
-        wants.push("network-online.target".into());
+        // In the initrd nothing else pulls in wait-online; without it
+        // network-online.target is reached before DHCP has answered.
+        for u in [
+            "network-online.target",
+            "systemd-networkd-wait-online.service",
+        ] {
+            after.push(u.into());
+            wants.push(u.into());
+        }
     }
     after.extend(step.requires.iter().cloned());
     after.extend(step.wants.iter().cloned());

@@ -110,6 +110,9 @@ fn read(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// How long to wait for enough disks to show up.
+const DISK_WAIT_SECS: u64 = 30;
+
 const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "dm-", "md", "sr", "nbd", "fd"];
 
 /// Scans `<prefix>/sys/block`. `protect` are labels whose disks are refused.
@@ -246,12 +249,27 @@ pub fn part_dev(disk: &str, n: u32) -> String {
 
 /// Scans, logs every disk's verdict, and checks there are enough.
 pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
-    let all = scan(&a.sysroot_prefix, &a.protect_label)?;
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
     };
-    let (ok, verdicts) = choose(&all, &rules);
+    // Disks are probed asynchronously at boot: give them time to appear
+    // before deciding there are too few.
+    let start = std::time::Instant::now();
+    let (ok, verdicts) = loop {
+        let all = scan(&a.sysroot_prefix, &a.protect_label)?;
+        let (ok, verdicts) = choose(&all, &rules);
+        if ok.len() as u64 >= a.disks || start.elapsed().as_secs() >= DISK_WAIT_SECS {
+            break (ok, verdicts);
+        }
+        crate::steps::notify::status(&format!(
+            "waiting for {} eligible disk(s), {} found",
+            a.disks,
+            ok.len()
+        ));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        crate::steps::cmd::settle();
+    };
     for (d, v) in &verdicts {
         tracing::info!(
             "disk {} ({} bytes, bus {}, serial {:?}): {v}",
