@@ -47,6 +47,26 @@ pub enum Cmd {
     Trap,
 }
 
+impl Cmd {
+    /// The step's name, as in `METALROOT_STEP=` and the unit name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Cmd::Plan(_) => "plan",
+            Cmd::Fail { .. } => "fail",
+            Cmd::Wipe(_) => "wipe",
+            Cmd::Layout(_) => "layout",
+            Cmd::Fetch(_) => "fetch",
+            Cmd::Sysroot(_) => "sysroot",
+            Cmd::IscsiLogin(_) => "iscsi-login",
+            Cmd::Multipath(_) => "multipath",
+            Cmd::LuksOpen(_) => "luks-open",
+            Cmd::LvmActivate(_) => "lvm-activate",
+            Cmd::Handover(_) => "handover",
+            Cmd::Trap => "trap",
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     /// The command line to plan for (default: /proc/cmdline).

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    steps::log::init(cli.debug);
+    steps::log::init(cli.debug, cli.cmd.name());
     let result = match cli.cmd {
         Cmd::Plan(a) => steps::plan::run(a),
         Cmd::Fail { message } => steps::fail::run(&message),

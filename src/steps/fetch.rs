@@ -148,7 +148,8 @@ pub fn run(a: FetchArgs) -> Result<()> {
         // Exponential backoff with jitter, capped, between rounds.
         let base = 1u64 << attempt.min(5);
         let jitter = (std::process::id() as u64 + attempt as u64 * 7919) % 1000;
-        let wait = Duration::from_millis((base * 1000).min(30_000) + jitter);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = Duration::from_millis((base * 1000).min(30_000) + jitter).min(left);
         notify::status(&format!("retrying in {} s: {last_err:#}", wait.as_secs()));
         std::thread::sleep(wait);
     }

@@ -1,15 +1,58 @@
-//! Logging for the steps: stderr, which the units send to the journal and the
-//! console. `--debug` (metal.debug=1) turns on metalroot's own debug lines only.
+//! Logging for the steps. Under systemd (JOURNAL_STREAM is set) lines go to
+//! journald with structured fields, `METALROOT_STEP=<step>` on every entry so
+//! `journalctl METALROOT_STEP=fetch` works, and a plain copy to the console
+//! for the serial log. By hand in a shell they go to stderr.
+//! `--debug` (metal.debug=1) raises metalroot's own lines to debug level and
+//! nobody else's: the HTTP and TLS libraries stay at warnings.
 
+use std::fs::OpenOptions;
+use std::sync::Mutex;
 use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
-pub fn init(debug: bool) {
+pub fn init(debug: bool, step: &str) {
     let level = if debug { Level::DEBUG } else { Level::INFO };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .try_init();
+    let filter = Targets::new()
+        .with_target("metalroot", level)
+        .with_default(Level::WARN);
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|l| {
+            l.with_field_prefix(None)
+                .with_syslog_identifier(format!("metalroot-{step}"))
+                .with_custom_fields([("METALROOT_STEP", step)])
+        });
+    let registry = tracing_subscriber::registry();
+    match journald {
+        Some(j) => {
+            let console = OpenOptions::new().write(true).open("/dev/console").ok();
+            let console = console.map(|f| {
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .without_time()
+                    .with_target(false)
+                    .with_writer(Mutex::new(f))
+                    .with_filter(filter.clone())
+            });
+            let _ = registry
+                .with(j.with_filter(filter))
+                .with(console)
+                .try_init();
+        }
+        None => {
+            let _ = registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .without_time()
+                        .with_target(false)
+                        .with_writer(std::io::stderr)
+                        .with_filter(filter),
+                )
+                .try_init();
+        }
+    }
 }
