@@ -30,8 +30,17 @@ pub fn run(a: HandoverArgs) -> Result<()> {
         }
     }
     if a.iscsi {
-        for f in ["etc/iscsi/iscsid.conf", "etc/iscsi/initiatorname.iscsi"] {
-            copy_in(root, f)?;
+        copy_in(root, "etc/iscsi/initiatorname.iscsi")?;
+        // The real root gets iscsid.conf without CHAP secrets: they never
+        // leave the initrd's memory.
+        if let Ok(conf) = fs::read_to_string("/etc/iscsi/iscsid.conf") {
+            let clean: String = conf
+                .lines()
+                .filter(|l| !l.contains(".auth."))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            fs::create_dir_all(root.join("etc/iscsi")).context("creating etc/iscsi")?;
+            fs::write(root.join("etc/iscsi/iscsid.conf"), clean).context("writing iscsid.conf")?;
         }
         enable(root, "iscsid.service");
         let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

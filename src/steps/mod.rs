@@ -5,6 +5,7 @@ pub mod disks;
 pub mod fail;
 pub mod fetch;
 pub mod handover;
+pub mod iscsi;
 pub mod layout;
 pub mod log;
 pub mod mounts;

@@ -1,0 +1,260 @@
+//! `metalroot iscsi-login`: one target (or the firmware's iBFT table).
+//!
+//! Secrets never reach an argv: CHAP credentials go into the initrd's
+//! /etc/iscsi/iscsid.conf (0600, in RAM) as seed 001 does, and iscsiadm's
+//! discovery and node records pick them up from there. The secret files the
+//! generator wrote are marked consumed after a successful login.
+
+use crate::cli::IscsiArgs;
+use crate::steps::cmd::{run as sh, run_ok};
+use crate::steps::notify;
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+const CONF: &str = "/etc/iscsi/iscsid.conf";
+const INAME: &str = "/etc/iscsi/initiatorname.iscsi";
+/// How long a login keeps retrying while the target is down.
+const LOGIN_WINDOW_SECS: u64 = 300;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Auth {
+    pub username: String,
+    pub password: String,
+    pub username_in: Option<String>,
+    pub password_in: Option<String>,
+}
+
+pub fn parse_auth(text: &str) -> Result<Auth> {
+    let mut a = Auth::default();
+    for (k, v) in crate::steps::cmd::key_values(text) {
+        match k.as_str() {
+            "username" => a.username = v,
+            "password" => a.password = v,
+            "username_in" => a.username_in = Some(v),
+            "password_in" => a.password_in = Some(v),
+            _ => {}
+        }
+    }
+    if a.username.is_empty() || a.password.is_empty() {
+        bail!("the credentials file lacks username= or password=");
+    }
+    Ok(a)
+}
+
+fn read_auth(p: &Path) -> Result<Auth> {
+    let text = fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    parse_auth(&text).with_context(|| format!("in {}", p.display()))
+}
+
+/// The iscsid.conf lines for CHAP, seed 001's names. `prefix` is
+/// `node.session.auth` or `discovery.sendtargets.auth`.
+pub fn auth_lines(prefix: &str, a: &Auth) -> String {
+    let mut s = format!(
+        "{prefix}.authmethod = CHAP\n{prefix}.username = {}\n{prefix}.password = {}\n",
+        a.username, a.password
+    );
+    if let (Some(u), Some(p)) = (&a.username_in, &a.password_in) {
+        s.push_str(&format!(
+            "{prefix}.username_in = {u}\n{prefix}.password_in = {p}\n"
+        ));
+    }
+    s
+}
+
+/// Keeps the packaged settings, replaces the auth ones with ours.
+pub fn merge_conf(existing: &str, ours: &str) -> String {
+    let ours_keys: Vec<&str> = ours
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    let mut out: String = existing
+        .lines()
+        .filter(|l| {
+            let k = l.split_once('=').map(|(k, _)| k.trim()).unwrap_or("");
+            !ours_keys.contains(&k)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str("# metalroot\n");
+    out.push_str(ours);
+    out
+}
+
+fn write_private(path: &str, text: &str) -> Result<()> {
+    if let Some(p) = Path::new(path).parent() {
+        fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening {path}"))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {path}"))
+}
+
+/// The initiator name: given, already configured, or generated (and kept in
+/// /etc/iscsi/initiatorname.iscsi, which the hand-over copies to the root).
+fn initiator(given: Option<&str>) -> Result<String> {
+    if let Some(n) = given {
+        fs::create_dir_all("/etc/iscsi").context("creating /etc/iscsi")?;
+        fs::write(INAME, format!("InitiatorName={n}\n"))
+            .with_context(|| format!("writing {INAME}"))?;
+        return Ok(n.to_string());
+    }
+    if let Ok(t) = fs::read_to_string(INAME) {
+        if let Some(n) = t.lines().find_map(|l| l.strip_prefix("InitiatorName=")) {
+            if !n.trim().is_empty() {
+                return Ok(n.trim().to_string());
+            }
+        }
+    }
+    let n = sh(&["iscsi-iname"])?.trim().to_string();
+    fs::create_dir_all("/etc/iscsi").context("creating /etc/iscsi")?;
+    fs::write(INAME, format!("InitiatorName={n}\n")).with_context(|| format!("writing {INAME}"))?;
+    info!("generated initiator name {n}");
+    Ok(n)
+}
+
+fn consume(p: &Path) {
+    let _ = fs::remove_file(p);
+    let _ = fs::write(crate::generator::consumed_marker(p), "");
+}
+
+pub fn run(a: IscsiArgs) -> Result<()> {
+    let _ = sh(&["modprobe", "-a", "iscsi_tcp", "crc32c"]);
+    let name = initiator(a.initiator.as_deref())?;
+    info!("initiator {name}");
+    let mut ours = String::from("iscsid.startup = /usr/sbin/iscsid\nnode.startup = manual\n");
+    if let Some(p) = &a.auth_file {
+        ours.push_str(&auth_lines("node.session.auth", &read_auth(p)?));
+    }
+    if let Some(p) = &a.discovery_auth_file {
+        ours.push_str(&auth_lines("discovery.sendtargets.auth", &read_auth(p)?));
+    }
+    for p in &a.params {
+        let (k, v) = p.split_once('=').context("--param needs NAME=VALUE")?;
+        ours.push_str(&format!("{} = {}\n", k.trim(), v.trim()));
+    }
+    let existing = fs::read_to_string(CONF).unwrap_or_default();
+    write_private(CONF, &merge_conf(&existing, &ours))?;
+    // iscsiadm starts iscsid itself (iscsid.startup); start it early anyway.
+    run_ok(&["iscsid"]);
+
+    if a.firmware {
+        notify::status("logging in from the iBFT table");
+        sh(&["iscsiadm", "-m", "fw", "-l"]).context("iSCSI login from firmware (iBFT)")?;
+        info!("logged in to the firmware's targets");
+        return Ok(());
+    }
+    let target = a.target.clone().context("--target is required")?;
+    let portals: Vec<String> = a
+        .portal
+        .iter()
+        .cloned()
+        .chain(a.discover.iter().cloned())
+        .collect();
+    if portals.is_empty() {
+        bail!("no portal: give --portal or --discover");
+    }
+    let max_tries = a.retries.unwrap_or(u64::MAX);
+    let start = Instant::now();
+    let mut tries = 0u64;
+    loop {
+        tries += 1;
+        let mut logged = 0;
+        let mut last = String::new();
+        for portal in &portals {
+            notify::status(&format!(
+                "iSCSI login to {target} at {portal} (attempt {tries})"
+            ));
+            match login(portal, &target) {
+                Ok(()) => {
+                    info!("logged in to {target} at {portal}");
+                    logged += 1;
+                }
+                Err(e) => {
+                    warn!("login to {target} at {portal} failed: {e:#}");
+                    last = format!("{e:#}");
+                }
+            }
+        }
+        if logged > 0 {
+            for p in a.auth_file.iter().chain(a.discovery_auth_file.iter()) {
+                consume(p);
+            }
+            notify::status(&format!(
+                "logged in to {target} ({logged} of {} portals)",
+                portals.len()
+            ));
+            return Ok(());
+        }
+        if tries >= max_tries || start.elapsed() > Duration::from_secs(LOGIN_WINDOW_SECS) {
+            bail!("could not log in to {target} after {tries} attempts: {last}");
+        }
+        let wait = Duration::from_secs((1u64 << tries.min(5)).min(30));
+        std::thread::sleep(wait);
+    }
+}
+
+/// Discovery by sendtargets on the portal, then login to the target there.
+fn login(portal: &str, target: &str) -> Result<()> {
+    let found = sh(&[
+        "iscsiadm",
+        "-m",
+        "discovery",
+        "-t",
+        "sendtargets",
+        "-p",
+        portal,
+    ])?;
+    if !found
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(target))
+    {
+        bail!(
+            "{portal} does not offer {target} (it offers: {})",
+            found.trim().replace('\n', "; ")
+        );
+    }
+    let out = sh(&[
+        "iscsiadm", "-m", "node", "-T", target, "-p", portal, "--login",
+    ]);
+    match out {
+        Ok(_) => Ok(()),
+        // Already logged in (a re-run by hand): fine.
+        Err(e) if format!("{e:#}").contains("already present") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_file_and_conf_lines() {
+        let a = parse_auth("username=u\npassword=p\nusername_in=ui\npassword_in=pi\n").unwrap();
+        let l = auth_lines("node.session.auth", &a);
+        assert!(l.contains("node.session.auth.password_in = pi"));
+        assert!(parse_auth("username=u\n").is_err());
+    }
+
+    #[test]
+    fn merge_replaces_auth_keys() {
+        let m = merge_conf(
+            "node.startup = automatic\nnode.session.auth.username = old\n",
+            "node.session.auth.username = new\n",
+        );
+        assert!(m.contains("node.startup = automatic"));
+        assert!(!m.contains("old"));
+        assert!(m.contains("new"));
+    }
+}
