@@ -49,6 +49,8 @@ pub struct Step {
     pub interactive: bool,
     /// None: no limit (a download may take long; its own timeout applies).
     pub timeout_sec: Option<u64>,
+    /// systemd credentials the step reads (LoadCredential=).
+    pub credentials: Vec<String>,
 }
 
 impl Step {
@@ -66,6 +68,7 @@ impl Step {
             wanted_by: Vec::new(),
             interactive: false,
             timeout_sec: None,
+            credentials: Vec::new(),
         }
     }
 
@@ -339,8 +342,10 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             argv,
         );
         st.wants = block_units.clone();
-        if matches!(c.luks_key, Some(LuksKey::Url(_))) {
-            st.net = Net::Online;
+        match &c.luks_key {
+            Some(LuksKey::Url(_)) => st.net = Net::Online,
+            Some(LuksKey::Credential(name)) => st.credentials.push(name.clone()),
+            None => {}
         }
         block_units = vec![st.unit()];
         steps.push(st);

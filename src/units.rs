@@ -97,6 +97,10 @@ fn service(step: &Step) -> String {
     u.push_str("Type=oneshot\n");
     u.push_str("RemainAfterExit=yes\n");
     u.push_str("NotifyAccess=main\n");
+    for c in &step.credentials {
+        // The key stays in systemd's credential store, never in the unit.
+        u.push_str(&format!("LoadCredential={c}\n"));
+    }
     let argv: Vec<String> = step.argv.iter().map(|a| exec_arg(a)).collect();
     u.push_str(&format!("ExecStart={}\n", argv.join(" ")));
     if step.interactive {
@@ -180,6 +184,7 @@ pub fn error_step(message: &str) -> Step {
         wanted_by: vec!["initrd.target".into()],
         interactive: false,
         timeout_sec: Some(30),
+        credentials: Vec::new(),
     };
     st.before.push("initrd.target".into());
     st

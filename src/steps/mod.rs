@@ -1,5 +1,6 @@
 //! The step programs run by the generated units, one module per step.
 
+pub mod blockstack;
 pub mod cmd;
 pub mod disks;
 pub mod fail;

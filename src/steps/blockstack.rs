@@ -1,0 +1,158 @@
+//! Seed 001's block stack under the root: multipath over the iSCSI paths,
+//! LUKS opened with systemd-cryptsetup (key from a systemd credential or
+//! fetched over https into memory), partitions probed, LVM activated and the
+//! devices set read-only.
+
+use crate::cli::{LuksArgs, LvmArgs, MultipathArgs};
+use crate::steps::cmd::{run as sh, run_ok, settle};
+use crate::steps::{mounts, notify};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use tracing::info;
+
+/// Seed 001's multipath settings, for a node that has none of its own.
+pub const MULTIPATH_CONF: &str = "defaults {
+    polling_interval 10
+    failback immediate
+    no_path_retry queue
+    user_friendly_names yes
+    find_multipaths yes
+}
+blacklist {
+    devnode \"^zram.*\"
+    devnode \"^loop.*\"
+}
+";
+
+pub fn multipath(_a: MultipathArgs) -> Result<()> {
+    let conf = Path::new("/etc/multipath.conf");
+    if !conf.exists() {
+        fs::write(conf, MULTIPATH_CONF).context("writing /etc/multipath.conf")?;
+        info!("wrote seed 001's /etc/multipath.conf");
+    }
+    let _ = sh(&["modprobe", "-a", "dm_multipath", "dm_round_robin"]);
+    if !run_ok(&["multipathd", "show", "daemon"]) {
+        sh(&["multipathd"]).context("starting multipathd")?;
+    }
+    settle();
+    sh(&["multipath", "-v2"])?;
+    settle();
+    let maps = sh(&["multipath", "-ll"]).unwrap_or_default();
+    info!("multipath maps:\n{}", maps.trim());
+    notify::status("multipath maps created");
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn luks(a: LuksArgs) -> Result<()> {
+    let dev = crate::values::DevSpec::parse("--device", &a.device)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .dev_path();
+    mounts::wait_for(&dev, 120)?;
+    let mut remove_after: Option<PathBuf> = None;
+    let key: PathBuf = if let Some(name) = &a.key_credential {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .context("no $CREDENTIALS_DIRECTORY: the unit must LoadCredential= the key")?;
+        PathBuf::from(dir).join(name)
+    } else if let Some(url_file) = &a.key_url_file {
+        let url = fs::read_to_string(url_file)
+            .with_context(|| format!("reading {}", url_file.display()))?;
+        let mut b =
+            reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if let Some(ca) = &a.ca {
+            let pem = fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA file")?);
+        }
+        let body = b
+            .build()
+            .context("HTTP client")?
+            .get(url.trim())
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.bytes())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "fetching the LUKS key from {}: {}",
+                    crate::values::redact_url(url.trim()),
+                    e.without_url()
+                )
+            })?;
+        let p = PathBuf::from(format!("{}/luks-{}.key", crate::plan::SECRETS_DIR, a.name));
+        write_private(&p, &body)?;
+        remove_after = Some(p.clone());
+        p
+    } else {
+        bail!("no key: give --key-credential or --key-url-file");
+    };
+    notify::status(&format!("unlocking {dev} as {}", a.name));
+    let r = sh(&[
+        "/usr/lib/systemd/systemd-cryptsetup",
+        "attach",
+        &a.name,
+        &dev,
+        &key.to_string_lossy(),
+        "readonly",
+    ]);
+    if let Some(p) = remove_after {
+        let _ = fs::remove_file(&p);
+    }
+    if let Some(f) = &a.key_url_file {
+        let _ = fs::remove_file(f);
+        let _ = fs::write(crate::generator::consumed_marker(f), "");
+    }
+    r.with_context(|| format!("unlocking {dev}"))?;
+    info!("unlocked {dev} as /dev/mapper/{}", a.name);
+    Ok(())
+}
+
+pub fn lvm(a: LvmArgs) -> Result<()> {
+    if let Some(d) = &a.device {
+        mounts::wait_for(d, 120)?;
+        // Partitions of a dm device show up as <name>1, <name>2 …
+        run_ok(&["partprobe", d]);
+        run_ok(&["kpartx", "-a", d]);
+        settle();
+    }
+    sh(&["lvm", "vgscan", "--mknodes"])?;
+    sh(&["lvm", "vgchange", "--activate", "y"])?;
+    settle();
+    if a.readonly {
+        // Seed 001 sets every mapped device read-only itself: dm does not
+        // always pass the read-only state of the lower device up.
+        for e in fs::read_dir("/dev/mapper")
+            .context("reading /dev/mapper")?
+            .flatten()
+        {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n != "control" {
+                run_ok(&["blockdev", "--setro", &e.path().to_string_lossy()]);
+            }
+        }
+    }
+    info!(
+        "LVM activated{}",
+        if a.readonly {
+            ", devices read-only"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
