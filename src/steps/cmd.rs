@@ -12,6 +12,8 @@ pub fn run(argv: &[&str]) -> Result<String> {
     let out = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
+        // Only the step itself reports to systemd (NotifyAccess=main).
+        .env_remove("NOTIFY_SOCKET")
         .output()
         .with_context(|| format!("cannot start `{}`", argv.join(" ")))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -25,7 +27,11 @@ pub fn run(argv: &[&str]) -> Result<String> {
         );
     }
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        tracing::info!("{prog}: {line}");
+        if line.starts_with(&format!("{prog}:")) {
+            tracing::info!("{line}");
+        } else {
+            tracing::info!("{prog}: {line}");
+        }
     }
     Ok(stdout)
 }

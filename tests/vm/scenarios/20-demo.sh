@@ -21,16 +21,25 @@ demo_summary() {
     {
         echo "metalroot demo ($1 initrd): $(head -n1 "$RESULTS/system-state" 2>/dev/null || echo '?')"
         awk '
-            /(Starting|Finished) metalroot: / {
-                t = substr($1, 2) + 0
-                line = $0
-                sub(/^.*(Starting|Finished) /, "", line); sub(/\.\.\.$/, "", line); sub(/\.$/, "", line)
-                if ($0 ~ /Starting /) start[line] = t
-                else if (line in start) { printf "  %-62s %6.1f s (at %.1f s)\n", line, t - start[line], start[line] }
+            function ts(   t) { t = $0; sub(/^\[ */, "", t); sub(/\].*/, "", t); return t + 0 }
+            # systemd: "Starting|Finished <unit> - <Description>..."
+            / systemd\[1\]: (Starting|Finished) metalroot-[a-z0-9-]+\.service / {
+                t = ts()
+                for (i = 1; i <= NF; i++) if ($i ~ /^metalroot-.*\.service$/) unit = $i
+                desc = $0; sub(/^.* - /, "", desc); sub(/(\.\.\.|\.)$/, "", desc)
+                if ($0 ~ / Starting /) { start[unit] = t; order[++n] = unit; what[unit] = desc }
+                else end[unit] = t
             }
-            /Reached target (initrd-switch-root|Switch Root)/ && !sw { printf "  switch-root at %.1f s\n", substr($1, 2); sw = 1 }
-            /Reached target multi-user.target|Reached target Multi-User System/ { mu = substr($1, 2) }
-            END { if (mu) printf "  real root reached multi-user.target at %.1f s after power-on\n", mu }
+            /Starting initrd-switch-root.service/ && !sw { sw = ts() }
+            /Reached target multi-user.target/ { mu = ts() }
+            END {
+                for (i = 1; i <= n; i++) {
+                    u = order[i]
+                    printf "  %6.1f s  %-24s %s (started at %.1f s)\n", end[u] - start[u], u, what[u], start[u]
+                }
+                if (sw) printf "  switch-root at %.1f s after power-on\n", sw
+                if (mu) printf "  the Debian root reached multi-user.target at %.1f s\n", mu
+            }
         ' "$RESULTS/journal.txt"
         echo "  arrays: $(grep -E '^md' "$RESULTS/mdstat" | tr '\n' ';')"
         echo "  logs: $RUN_DIR (serial.log, results/journal.txt, results/)"
@@ -62,7 +71,7 @@ demo_boot() {
     assert_journal_contains "sha256 verified"
     assert_journal_contains "Warning: local storage device wipe commencing"
     assert_journal_contains "Found the following disks for the main RAID array \(qty. \[2\]\)"
-    assert_journal_contains "Finished metalroot: assemble the root filesystem at /sysroot"
+    assert_journal_contains "Finished metalroot-sysroot.service"
     assert_file_contains fstab "LABEL=BOOTRAID"
     assert_serial_contains "METALTEST: multi-user reached"
     demo_summary "$initrd"
