@@ -75,8 +75,8 @@ pub enum Root {
     LiveDevice { device: DevSpec },
     /// `root=live:http(s)://…`: the image itself, fetched to RAM (livenet).
     LiveUrl { source: Source },
-    /// `root=iscsi:…`: the whole LUN holds the root filesystem.
-    IscsiLun,
+    /// `root=iscsi:…`: the whole LUN of this target holds the root filesystem.
+    IscsiLun { target: IscsiTarget },
     /// Any other `root=` value: systemd-fstab-generator mounts it.
     Other { value: String },
 }
@@ -127,8 +127,13 @@ pub enum DiskId {
 pub enum LuksKey {
     /// A systemd credential of this name.
     Credential(String),
-    /// Fetched over https into memory.
+    /// Fetched over https into memory; the URL may hold a token.
+    #[serde(serialize_with = "ser_redacted")]
     Url(String),
+}
+
+fn ser_redacted<S: serde::Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("<redacted>")
 }
 
 /// `rd.iscsi.*` in the manual form (without `netroot=iscsi:<spec>`).
@@ -268,7 +273,12 @@ pub fn requested(args: &[Arg]) -> bool {
         a.key.starts_with("metal.")
             || (a.key == "root" && (v.starts_with("live:") || v.starts_with("iscsi:")))
             || (a.key == "netroot" && v.starts_with("iscsi"))
-            || (a.key == "rd.iscsi.firmware" && v != "0")
+            || (matches!(
+                a.key.as_str(),
+                "rd.iscsi.firmware" | "iscsi_firmware" | "rd.iscsi.ibft"
+            ) && boolean(&a.key, a.value.as_deref()).unwrap_or(true))
+            || a.key == "rd.iscsi.target.name"
+            || a.key == "iscsi_target_name"
             || (a.key == "ip" && v == "ibft")
     })
 }
@@ -277,6 +287,8 @@ pub fn requested(args: &[Arg]) -> bool {
 const SECRET_KEYS: &[&str] = &[
     "rd.iscsi.password",
     "rd.iscsi.in.password",
+    "iscsi_password",
+    "iscsi_in_password",
     "metal.iscsi.discovery.password",
     "metal.iscsi.discovery.in.password",
 ];
@@ -294,6 +306,10 @@ const LIST_KEYS: &[&str] = &[
     "metal.disk-allow",
     "metal.iscsi.discovery",
 ];
+
+pub fn is_list_key(key: &str) -> bool {
+    LIST_KEYS.contains(&key)
+}
 
 /// Which layer a word came from: the site config file or the command line.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -411,10 +427,13 @@ impl Config {
             "metal.oval-md-size" => self.oval_md_size_gb = number(k, v, 25, 200)?,
             "metal.aux-md-size" => self.aux_md_size_gb = number(k, v, 0, 200)?,
             // dracut live
-            "root" => self.root = Some(parse_root(k, v, &mut self.netroots)?),
+            "root" => self.root = Some(parse_root(k, v)?),
             "rd.live.image" | "liveimg" => self.live_image = boolean(k, v)?,
             "rd.live.dir" | "live_dir" => self.live_dir = path_component(k, v)?,
             "rd.live.squashimg" => self.squashimg = path_component(k, v)?,
+            // dracut-ng's rd.overlay is also the boolean that replaced
+            // rd.live.overlay.overlayfs.
+            "rd.overlay" if v.is_none() || boolean(k, v).is_ok() => self.overlayfs = boolean(k, v)?,
             "rd.live.overlay" | "rd.overlay" | "overlay" => {
                 self.overlay = Some(parse_overlay(k, v)?)
             }
@@ -429,9 +448,14 @@ impl Config {
                 self.overlay_size_mib = number(k, v, 1, 1 << 30)?
             }
             "rd.live.ram" | "live_ram" => self.live_ram = boolean(k, v)?,
-            "rd.live.overlay.thin" | "rd.live.check" | "rd.writable.fsimg" if boolean(k, v)? => {
+            "rd.live.overlay.thin" | "rd.writable.fsimg" if boolean(k, v)? => {
                 self.ignored.push(format!(
                     "{k}: ignored, metalroot always uses an OverlayFS overlay"
+                ));
+            }
+            "rd.live.check" if boolean(k, v)? => {
+                self.ignored.push(format!(
+                    "{k}: ignored, the image is verified by SHA-256 instead"
                 ));
             }
             "rd.live.overlay.thin" | "rd.live.check" | "rd.writable.fsimg" => {}
@@ -490,7 +514,13 @@ impl Config {
             }
             "rd.iscsi.waitnet" => self.iscsi_waitnet = boolean(k, v)?,
             "ip" if v == Some("ibft") => self.iscsi_ibft = true,
-            "rd.multipath" => self.multipath = v != Some("0"),
+            // rd.multipath=default turns it on, a false boolean off.
+            "rd.multipath" => {
+                self.multipath = !matches!(
+                    v.map(str::to_ascii_lowercase).as_deref(),
+                    Some("0" | "no" | "n" | "off" | "false")
+                )
+            }
             // metalroot's own
             "metal.sha256" => {
                 let s = required(k, v)?.to_ascii_lowercase();
@@ -603,11 +633,7 @@ impl Config {
     }
 }
 
-fn parse_root(
-    k: &str,
-    v: Option<&str>,
-    netroots: &mut Vec<IscsiTarget>,
-) -> Result<Root, ParamError> {
+fn parse_root(k: &str, v: Option<&str>) -> Result<Root, ParamError> {
     let v = required(k, v)?;
     if let Some(live) = v.strip_prefix("live:") {
         if live.contains("://") {
@@ -626,8 +652,9 @@ fn parse_root(
         });
     }
     if let Some(spec) = v.strip_prefix("iscsi:") {
-        netroots.push(iscsi_spec::parse(k, spec)?);
-        return Ok(Root::IscsiLun);
+        return Ok(Root::IscsiLun {
+            target: iscsi_spec::parse(k, spec)?,
+        });
     }
     Ok(Root::Other {
         value: v.to_string(),
@@ -639,10 +666,13 @@ fn parse_overlay(k: &str, v: Option<&str>) -> Result<OverlayDev, ParamError> {
     if v == "none" {
         return Ok(OverlayDev::None);
     }
-    // `<devspec>:<path>`; a devspec never holds ':' except after /dev/disk/by-path.
+    // `<devspec>:<path>`. A /dev/disk/by-path name holds ':' itself, so
+    // after one the path must be absolute (or `auto`) to be told apart.
+    let by_path = v.starts_with("/dev/disk/by-path/");
     let (dev, path) = match v.rsplit_once(':') {
         Some((d, p))
-            if !d.is_empty() && (p.starts_with('/') || p == "auto" || !p.contains('/')) =>
+            if !d.is_empty()
+                && (p.starts_with('/') || p == "auto" || (!by_path && !p.contains('/'))) =>
         {
             (d, Some(p))
         }
@@ -857,5 +887,37 @@ mod tests {
             assert_eq!(e.param, param, "{line}");
             assert_eq!(e.value, value, "{line}");
         }
+    }
+
+    #[test]
+    fn dracut_ng_and_multipath_booleans() {
+        let c = parse("root=live:LABEL=x rd.overlay rd.multipath=off").unwrap();
+        assert!(c.overlayfs);
+        assert!(c.overlay.is_none());
+        assert!(!c.multipath);
+        assert!(parse("rd.multipath=default").unwrap().multipath);
+        let c = parse("rd.overlay=LABEL=P").unwrap();
+        assert!(c.overlay.is_some());
+    }
+
+    #[test]
+    fn by_path_overlay_needs_an_absolute_path() {
+        let c = parse("rd.live.overlay=/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part1").unwrap();
+        assert_eq!(
+            c.overlay,
+            Some(OverlayDev::Device {
+                device: DevSpec::Path("/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part1".into()),
+                path: None
+            })
+        );
+    }
+
+    #[test]
+    fn manual_iscsi_and_firmware_aliases_ask_for_metalroot() {
+        assert!(requested(&split(
+            "rd.iscsi.target.name=iqn.a:b rd.iscsi.target.ip=1.2.3.4"
+        )));
+        assert!(requested(&split("iscsi_firmware")));
+        assert!(!requested(&split("rd.iscsi.firmware=off")));
     }
 }

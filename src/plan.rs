@@ -367,7 +367,9 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
 
     // 3. The image: fetched to the local array or to RAM.
     let mut fetch_unit: Option<String> = None;
-    let ram_image = c.ram.is_some() || c.live_ram || matches!(c.root, Some(Root::LiveUrl { .. }));
+    // rd.live.ram with metal.server: fetched onto SQFSRAID (cached for the
+    // next boot), then copied to RAM by the sysroot step.
+    let ram_image = c.ram.is_some() || matches!(c.root, Some(Root::LiveUrl { .. }));
     let sources: Vec<Source> = match &c.root {
         Some(Root::LiveUrl { source }) => vec![source.clone()],
         _ => c.servers.clone(),
@@ -464,14 +466,13 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
                 sysroot_argv.push(s("--copy-to-ram"));
             }
         }
-        (Some(Root::IscsiLun), None) => {
-            let t = targets.first().map(|t| t.target.clone());
-            match t {
-                Some(t) => {
-                    sysroot_argv.extend([s("--iscsi-lun"), t.target, s("--lun"), t.lun.to_string()])
-                }
-                None => sysroot = false,
-            }
+        (Some(Root::IscsiLun { target }), None) => {
+            sysroot_argv.extend([
+                s("--iscsi-lun"),
+                target.target.clone(),
+                s("--lun"),
+                target.lun.to_string(),
+            ]);
         }
         (Some(Root::Other { .. }), None) | (None, None) if fetch_unit.is_none() => sysroot = false,
         _ => sysroot_argv.extend([s("--image-file"), s(RAM_IMAGE)]),
@@ -607,9 +608,13 @@ struct TargetPlan {
 }
 
 fn iscsi_targets(c: &Config) -> Result<Vec<TargetPlan>, ParamError> {
-    let mut out: Vec<TargetPlan> = c
-        .netroots
+    let root_target = match &c.root {
+        Some(Root::IscsiLun { target }) => Some(target.clone()),
+        _ => None,
+    };
+    let mut out: Vec<TargetPlan> = root_target
         .iter()
+        .chain(c.netroots.iter())
         .map(|t| {
             let mut t = t.clone();
             if t.chap.is_none() {
@@ -682,7 +687,7 @@ fn validate(c: &mut Config) -> Result<(), ParamError> {
                 let shown = match r {
                     Root::LiveDevice { device } => format!("live:{device}"),
                     Root::LiveUrl { source } => format!("live:{}", source.shown()),
-                    Root::IscsiLun => s("iscsi:…"),
+                    Root::IscsiLun { target } => format!("iscsi:…:{}", target.target),
                     Root::Other { value } => value.clone(),
                 };
                 return Err(ParamError::new(
@@ -713,6 +718,20 @@ fn validate(c: &mut Config) -> Result<(), ParamError> {
                 "conflicts with rd.live.overlay=<device>: choose a persistent or a RAM upper layer",
             ));
         }
+    }
+    if let (Some(OverlayDev::None), Some(u)) = (&c.overlay, c.upper) {
+        return Err(ParamError::new(
+            "metal.overlay",
+            if u == Upper::Zram { "zram" } else { "tmpfs" },
+            "conflicts with rd.live.overlay=none (no overlay at all)",
+        ));
+    }
+    if let (Some(RamMode::Copy | RamMode::Squashfs), Some(u)) = (c.ram, c.upper) {
+        return Err(ParamError::new(
+            "metal.overlay",
+            if u == Upper::Zram { "zram" } else { "tmpfs" },
+            "metal.ram=copy and metal.ram=squashfs have no overlay; use metal.ram=overlay",
+        ));
     }
     if c.lower_var.is_some() && c.lower.is_none() {
         return Err(ParamError::new(
@@ -754,7 +773,11 @@ fn validate(c: &mut Config) -> Result<(), ParamError> {
             "needs an image: metal.server=… or root=live:…",
         ));
     }
-    for t in &c.netroots {
+    let root_target = match &c.root {
+        Some(Root::IscsiLun { target }) => Some(target),
+        _ => None,
+    };
+    for t in c.netroots.iter().chain(root_target) {
         if t.server.is_none() && c.iscsi_discovery.is_empty() {
             return Err(ParamError::new(
                 "netroot",
@@ -861,5 +884,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(build(c).unwrap_err().param, "metal.disks");
+    }
+
+    #[test]
+    fn root_iscsi_target_is_the_root_whatever_the_order() {
+        for line in [
+            "root=iscsi:10.0.0.1::::iqn.a:root netroot=iscsi:10.0.0.2::::iqn.b:data",
+            "netroot=iscsi:10.0.0.2::::iqn.b:data root=iscsi:10.0.0.1::::iqn.a:root",
+        ] {
+            let p = plan(line);
+            let n = p
+                .steps
+                .iter()
+                .filter(|s| s.name.starts_with("metalroot-iscsi-"))
+                .count();
+            assert_eq!(n, 2, "{line}");
+            let sys = p
+                .steps
+                .iter()
+                .find(|s| s.name == "metalroot-sysroot")
+                .unwrap();
+            assert!(
+                sys.argv.contains(&s("iqn.a:root")),
+                "{line}: {:?}",
+                sys.argv
+            );
+        }
+    }
+
+    #[test]
+    fn rd_live_ram_with_server_caches_on_disk_then_copies() {
+        let p = plan("metal.server=http://pit/ rd.live.ram=1");
+        let fetch = p
+            .steps
+            .iter()
+            .find(|s| s.name == "metalroot-fetch")
+            .unwrap();
+        assert!(fetch.argv.contains(&s("--dest-label")));
+        let sys = p
+            .steps
+            .iter()
+            .find(|s| s.name == "metalroot-sysroot")
+            .unwrap();
+        assert!(sys.argv.contains(&s("--copy-to-ram")));
+    }
+
+    #[test]
+    fn overlays_that_cannot_be_honoured_are_errors() {
+        for line in [
+            "root=live:LABEL=x rd.live.overlay=none metal.overlay=zram",
+            "metal.server=http://x/ metal.ram=copy metal.overlay=zram",
+        ] {
+            let c = Config::parse(&[], &split(line)).unwrap();
+            assert_eq!(build(c).unwrap_err().param, "metal.overlay", "{line}");
+        }
     }
 }

@@ -45,10 +45,7 @@ pub fn parse(text: &str) -> Result<Vec<Arg>, ParamError> {
 }
 
 fn is_list(key: &str) -> bool {
-    matches!(
-        key,
-        "metal.server" | "metal.iscsi.discovery" | "rd.iscsi.param" | "netroot"
-    )
+    crate::params::is_list_key(key)
 }
 
 #[cfg(test)]

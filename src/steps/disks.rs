@@ -71,9 +71,7 @@ pub fn refusal(d: &Disk, r: &Rules) -> Option<String> {
     if !r.allow.is_empty() {
         let ok = r.allow.iter().any(|a| match a.split_once(':') {
             Some(("serial", s)) => !d.serial.is_empty() && d.serial == s,
-            Some(("wwn", w)) => {
-                !d.wwn.is_empty() && d.wwn.to_lowercase().contains(&w.to_lowercase())
-            }
+            Some(("wwn", w)) => !d.wwn.is_empty() && norm_wwn(&d.wwn) == norm_wwn(w),
             _ => false,
         });
         if !ok {
@@ -84,6 +82,19 @@ pub fn refusal(d: &Disk, r: &Rules) -> Option<String> {
         }
     }
     None
+}
+
+/// A WWN without its notation: `0x5000…`, `naa.5000…`, `eui.…` and the
+/// bare hex all compare equal. Exact match only: this guards a wipe.
+fn norm_wwn(w: &str) -> String {
+    let w = w.trim().to_ascii_lowercase();
+    let w = w
+        .strip_prefix("0x")
+        .or_else(|| w.strip_prefix("naa."))
+        .or_else(|| w.strip_prefix("eui."))
+        .or_else(|| w.strip_prefix("t10."))
+        .unwrap_or(&w);
+    w.to_string()
 }
 
 /// Eligible disks, smallest first as seed 000 sorts them, with the verdict for
@@ -361,7 +372,11 @@ mod tests {
         let c = disk("sdc", 400);
         let r = Rules {
             min_size: 0,
-            allow: vec!["serial:S1".into(), "wwn:0025385b71b0e5ab".into()],
+            allow: vec![
+                "serial:S1".into(),
+                "wwn:0x0025385b71b0e5ab".into(),
+                "wwn:5".into(),
+            ],
         };
         let (ok, _) = choose(&[a, b, c], &r);
         assert_eq!(ok.len(), 2);
