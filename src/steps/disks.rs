@@ -306,9 +306,28 @@ pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
 pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
     crate::steps::cmd::run_ok(&["mdadm", "--assemble", "--scan"]);
     crate::steps::cmd::settle();
+    start_pending_arrays();
+    crate::steps::cmd::settle();
     labels
         .iter()
         .all(|l| prefix.join("dev/disk/by-label").join(l).exists())
+}
+
+/// Starts arrays that assembled but did not run (a member missing: PENDING
+/// or inactive), so a degraded array still boots.
+fn start_pending_arrays() {
+    let Ok(mdstat) = std::fs::read_to_string("/proc/mdstat") else {
+        return;
+    };
+    for line in mdstat.lines() {
+        let Some((md, rest)) = line.split_once(" : ") else {
+            continue;
+        };
+        if md.starts_with("md") && (rest.contains("inactive") || rest.contains("PENDING")) {
+            tracing::info!("starting array /dev/{md} ({rest})");
+            crate::steps::cmd::run_ok(&["mdadm", "--run", &format!("/dev/{}", md.trim())]);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use crate::steps::cmd::{run as sh, run_ok, run_s, settle};
 use crate::steps::disks::{layout_present, part_dev, select_logged};
 use crate::steps::notify;
 use anyhow::{bail, Result};
-use std::fs;
 use tracing::info;
 
 pub const BOOT_MIB: u64 = 500;
@@ -18,7 +17,6 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     let d = &a.disks;
     notify::status("looking for an existing layout");
     if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
-        start_pending_arrays();
         run_ok(&["lvm", "vgchange", "--activate", "y", VG]);
         settle();
         info!(
@@ -136,21 +134,4 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         if a.aux_size_gb > 0 { ", AUX" } else { "" }
     );
     Ok(())
-}
-
-/// Starts arrays that assembled but did not run (a member missing: PENDING
-/// or inactive), so a degraded array still boots.
-fn start_pending_arrays() {
-    let Ok(mdstat) = fs::read_to_string("/proc/mdstat") else {
-        return;
-    };
-    for line in mdstat.lines() {
-        let Some((md, rest)) = line.split_once(" : ") else {
-            continue;
-        };
-        if md.starts_with("md") && (rest.contains("inactive") || rest.contains("PENDING")) {
-            info!("starting array /dev/{md} ({rest})");
-            run_ok(&["mdadm", "--run", &format!("/dev/{}", md.trim())]);
-        }
-    }
 }
