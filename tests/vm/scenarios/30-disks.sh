@@ -1,0 +1,194 @@
+# shellcheck shell=bash
+# Local disks (issue 4): guarded wipe, seed 000's layout, reuse on reboot,
+# degraded arrays, dry run. Small arrays (25 GB image and overlay arrays, no
+# AUX unless needed) and a 2 s wipe delay keep the boots short under TCG.
+
+DISKS_BASE="root=live:LABEL=SQFSRAID rd.live.overlay=LABEL=ROOTRAID rd.live.overlay.overlayfs=1 metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25 ip=dhcp rd.neednet=1"
+DISKS_CMDLINE="metal.server=http://10.0.2.2:8080/ metal.aux-md-size=0 $DISKS_BASE"
+
+# disk_fingerprint FILE: the first 16 MiB's hash and the allocated bytes: a
+# wipe, partitioning or mkfs changes one of them.
+disk_fingerprint() {
+    printf '%s %s\n' "$(head -c 16M "$1" | sha256sum | cut -d' ' -f1)" "$(du -B1 "$1" | cut -f1)"
+}
+
+# A disk with a filesystem on it, as a stand-in for data that must survive.
+data_disk() { # NAME SIZE LABEL
+    local img
+    img="$(vm_disk "$1" "$2")"
+    mkfs.ext4 -q -F -L "$3" "$img" >/dev/null
+    echo "$img"
+}
+
+scenario_disks_fresh() {
+    publish_image
+    vm_add_scsi "$(vm_disk a 64G)" FRESH-A
+    vm_add_scsi "$(vm_disk b 64G)" FRESH-B
+    vm_boot --initrd mkosi --append "$DISKS_CMDLINE" || true
+    assert_report
+    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "BOOT, SQFS and ROOT arrays (no AUX with metal.aux-md-size=0)"
+    assert_eq "$(grep -c '\[UU\]' "$RESULTS/mdstat")" 3 "each array mirrored on both disks"
+    assert_report_mount LiveOS_rootfs / overlay
+    assert_journal_contains "Found the following disks for the main RAID array \(qty. \[2\]\): \[sda sdb\]"
+}
+
+# Boot 1 paves and writes a marker; boot 2 finds the labels, wipes nothing,
+# fetches nothing (the image is unchanged) and the marker is still there;
+# boot 3 follows a new image on the server and boots it.
+scenario_disks_reboot_fetch_unchanged_fetch_new_image() {
+    publish_image
+    local size
+    size=$(stat -c %s "$WWW/squashfs.img")
+    local cmd="metal.server=http://10.0.2.2:8081/ metal.aux-md-size=0 $DISKS_BASE"
+    vm_add_scsi "$(vm_disk a 64G)" REBOOT-A
+    vm_add_nvme "$(vm_disk b 64G)" REBOOT-B
+    vm_boot --append "$cmd metaltest.hook=write-marker" || true
+    assert_report
+    local md_uuids
+    md_uuids="$(grep -o 'UUID="[^"]*"' "$RESULTS/blkid" | sort | tr '\n' ' ')"
+
+    fault_reset
+    vm_boot --append "$cmd metaltest.hook=read-marker metaltest.hook=write-marker" || true
+    assert_report
+    assert_journal_contains "reusing the existing layout"
+    assert_journal_contains "an existing layout, nothing is wiped"
+    assert_journal_not_contains "Warning: local storage device wipe commencing"
+    assert_journal_contains "unchanged on the server"
+    assert_file_exists marker/marker
+    assert_eq "$(wc -l <"$RESULTS/marker/boots")" 1 "boot 1's marker survived in the overlay"
+    assert_eq "$(grep -o 'UUID="[^"]*"' "$RESULTS/blkid" | sort | tr '\n' ' ')" "$md_uuids" "same arrays and filesystems as boot 1"
+    local served
+    served=$(fault_stats | jq -r .body_bytes)
+    check "boot 2 fetched <= 1 MiB ($served bytes served)" test "$served" -le $((1024 * 1024))
+
+    # A new image on the server: the root gains a hook that says so.
+    local extra="$RUN_DIR/extra"
+    mkdir -p "$extra/usr/local/lib/metaltest/hooks"
+    printf '#!/bin/sh\necho v2 >"$1/image-version"\n' >"$extra/usr/local/lib/metaltest/hooks/image-version"
+    chmod +x "$extra/usr/local/lib/metaltest/hooks/image-version"
+    cp "$ROOT_SQUASHFS" "$WWW/squashfs.img.new"
+    mksquashfs "$extra" "$WWW/squashfs.img.new" -no-progress -quiet >/dev/null
+    mv "$WWW/squashfs.img.new" "$WWW/squashfs.img"
+    (cd "$WWW" && sha256sum squashfs.img >squashfs.img.sha256)
+    fault_reset
+    vm_boot --append "$cmd metaltest.hook=read-marker metaltest.hook=image-version" || true
+    assert_report
+    assert_file_contains image-version "^v2$"
+    assert_journal_contains "sha256 verified"
+    assert_file_exists marker/marker
+    served=$(fault_stats | jq -r .body_bytes)
+    check "boot 3 fetched the new image ($served of $size+ bytes)" test "$served" -ge "$size"
+}
+
+scenario_disks_degraded() {
+    publish_image
+    local a b
+    a="$(vm_disk a 64G)"
+    b="$(vm_disk b 64G)"
+    vm_add_scsi "$a" DEGRADED-A
+    vm_add_scsi "$b" DEGRADED-B
+    vm_boot --append "$DISKS_CMDLINE metaltest.hook=write-marker" || true
+    assert_report
+    # Boot 2: disk B is gone.
+    VM_DISK_ARGS=()
+    VM_HAVE_SCSI=
+    vm_add_scsi "$a" DEGRADED-A
+    vm_boot --append "$DISKS_CMDLINE metaltest.hook=read-marker" || true
+    assert_report
+    assert_journal_contains "reusing the existing layout"
+    assert_mdstat_contains "\[2/1\]"
+    assert_report_mount LiveOS_rootfs / overlay
+    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "boot 1's data kept on the degraded arrays"
+}
+
+scenario_disks_single() {
+    publish_image
+    vm_add_scsi "$(vm_disk a 64G)" SINGLE-A
+    vm_boot --append "metal.disks=1 $DISKS_CMDLINE" || true
+    assert_report
+    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "three one-member arrays"
+    assert_mdstat_contains "\[1/1\] \[U\]"
+    assert_report_mount LiveOS_rootfs / overlay
+}
+
+scenario_disks_dry() {
+    publish_image
+    local a b before
+    a="$(data_disk a 64G OLDDATA-A)"
+    b="$(data_disk b 64G OLDDATA-B)"
+    before="$(disk_fingerprint "$a") $(disk_fingerprint "$b")"
+    vm_add_scsi "$a" DRY-A
+    vm_add_scsi "$b" DRY-B
+    vm_boot --timeout 240 --append "metal.dry-run=1 $DISKS_CMDLINE" || true
+    assert_emergency
+    assert_journal_contains "would partition /dev/sda"
+    assert_journal_contains "would partition /dev/sdb"
+    assert_journal_contains "dry run \(metal.dry-run=1\): nothing was wiped"
+    assert_journal_contains "metal.dry-run=1"
+    assert_eq "$(disk_fingerprint "$a") $(disk_fingerprint "$b")" "$before" "both disks unchanged"
+}
+
+scenario_disks_no_wipe() {
+    publish_image
+    vm_add_scsi "$(vm_disk a 64G)" NOWIPE-A
+    vm_add_scsi "$(vm_disk b 64G)" NOWIPE-B
+    vm_boot --append "metal.no-wipe=1 $DISKS_CMDLINE" || true
+    assert_report
+    assert_journal_not_contains "Warning: local storage device wipe commencing"
+    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "layout built on the blank disks"
+    # Boot 2: a disk with data and metal.no-wipe=1 is refused, not paved.
+    VM_DISK_ARGS=()
+    VM_HAVE_SCSI=
+    local c d before
+    c="$(data_disk c 64G KEEPME-C)"
+    d="$(data_disk d 64G KEEPME-D)"
+    before="$(disk_fingerprint "$c") $(disk_fingerprint "$d")"
+    vm_add_scsi "$c" NOWIPE-C
+    vm_add_scsi "$d" NOWIPE-D
+    vm_boot --timeout 240 --append "metal.no-wipe=1 $DISKS_CMDLINE" || true
+    assert_emergency
+    assert_journal_contains "metal.no-wipe=1 and /dev/sd[ab] still holds signatures"
+    assert_eq "$(disk_fingerprint "$c") $(disk_fingerprint "$d")" "$before" "disks with data untouched"
+}
+
+scenario_disks_guards() {
+    publish_image
+    local usb small before
+    usb="$(data_disk usb 32G USBDATA)"
+    small="$(data_disk small 8G SMALLDATA)"
+    before="$(disk_fingerprint "$usb") $(disk_fingerprint "$small")"
+    vm_add_scsi "$(vm_disk a 64G)" GUARD-A
+    vm_add_scsi "$small" GUARD-SMALL
+    vm_add_nvme "$(vm_disk b 64G)" GUARD-B
+    vm_add_usb "$usb" GUARD-USB
+    vm_boot --append "$DISKS_CMDLINE" || true
+    assert_report
+    assert_journal_contains "serial \"GUARD-USB\"\): skipped: USB device"
+    assert_journal_contains "serial \"GUARD-SMALL\"\): skipped: .* not above metal.min-disk-size"
+    assert_journal_contains "targeting the following block devices: \[/dev/nvme0n1 /dev/sd[a-z]\]"
+    assert_eq "$(disk_fingerprint "$usb") $(disk_fingerprint "$small")" "$before" "USB stick and small disk untouched"
+}
+
+# Boot 1 leaves seed 000's arrays and metalvg0 plus a ceph-* volume group on
+# a third disk (the make-ceph-vg hook). Boot 2 asks for other labels, so the
+# disks are dirty: the wipe removes both VGs, stops and zeroes the arrays.
+scenario_disks_dirty() {
+    publish_image
+    local cmd1="metal.server=http://10.0.2.2:8080/ metal.aux-md-size=5 $DISKS_BASE"
+    vm_add_scsi "$(vm_disk a 64G)" DIRTY-A
+    vm_add_scsi "$(vm_disk b 64G)" DIRTY-B
+    vm_add_scsi "$(vm_disk c 64G)" DIRTY-CEPH
+    vm_boot --append "$cmd1 metaltest.hook=make-ceph-vg" || true
+    assert_report
+    assert_file_contains vgs "metalvg0"
+    assert_file_contains hooks/make-ceph-vg.log "ceph-metaltest"
+    local cmd2="metal.server=http://10.0.2.2:8080/ metal.aux-md-size=0 root=live:LABEL=SQFS2 rd.live.overlay=LABEL=ROOT2 rd.live.overlay.overlayfs=1 metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25 ip=dhcp rd.neednet=1"
+    vm_boot --append "$cmd2" || true
+    assert_report
+    assert_journal_contains "removing volume group \[ceph-metaltest\]"
+    assert_journal_contains "removing volume group \[metalvg0\]"
+    assert_journal_contains "targeting the following RAID\(s\): \[/dev/md"
+    assert_file_not_contains vgs "metalvg0|ceph-metaltest"
+    check "new labels SQFS2 and ROOT2, old ones gone" \
+        bash -c "grep -q 'LABEL=\"SQFS2\"' '$RESULTS/blkid' && grep -q 'LABEL=\"ROOT2\"' '$RESULTS/blkid' && ! grep -q 'LABEL=\"SQFSRAID\"' '$RESULTS/blkid'"
+}
