@@ -34,7 +34,7 @@ die() {
     exit 1
 }
 
-# hash_inputs PATH...: one sha256 over the contents *and names* of every file
+# hash_inputs PATH...: one sha256 over the contents, modes *and names* of every file
 # under the given paths (missing paths hash as absent). Used as the stamp that
 # decides whether a cached artifact must be rebuilt.
 hash_inputs() {
@@ -47,11 +47,11 @@ hash_inputs() {
                     if [[ -L "$f" ]]; then
                         printf 'L %s -> %s\n' "$f" "$(readlink "$f")"
                     else
-                        printf 'F %s %s\n' "$f" "$(sha256sum <"$f" | cut -d' ' -f1)"
+                        printf 'F %s %s %s\n' "$f" "$(stat -c %a "$f")" "$(sha256sum <"$f" | cut -d' ' -f1)"
                     fi
                 done)
         elif [[ -f "$p" ]]; then
-            printf 'F %s %s\n' "$p" "$(sha256sum <"$p" | cut -d' ' -f1)"
+            printf 'F %s %s %s\n' "$p" "$(stat -c %a "$p")" "$(sha256sum <"$p" | cut -d' ' -f1)"
         else
             printf 'absent %s\n' "$p"
         fi
@@ -66,4 +66,55 @@ guest_kver() {
 
 guest_vmlinuz() {
     echo "$CACHE/kernel/$(guest_kver)/vmlinuz"
+}
+
+# ensure_test_cert: a test CA and a server certificate signed by it, for the
+# bench's HTTPS server; valid for the guest's view of the host (10.0.2.2) and
+# for 127.0.0.1/localhost. A real CA + leaf rather than one self-signed cert,
+# because webpki-based clients (rustls) refuse a CA certificate used as the
+# server's own. Made once and kept in the cache: the initrds trust the CA
+# (the test add-on puts it in their CA bundle), so it must not change.
+# Files in $CACHE/tls: ca.pem (trust this), server.pem (leaf + CA chain),
+# server.key. Prints the CA path.
+ensure_test_cert() {
+    local dir="$CACHE/tls"
+    if [[ ! -s "$dir/ca.pem" || ! -s "$dir/server.pem" || ! -s "$dir/server.key" ]]; then
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        (
+            cd "$dir"
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=metaltest CA" \
+                -addext "basicConstraints=critical,CA:TRUE" \
+                -addext "keyUsage=critical,keyCertSign,cRLSign" \
+                -keyout ca.key -out ca.pem 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=metaltest server" \
+                -keyout server.key -out server.csr 2>/dev/null
+            printf '%s\n' "subjectAltName=IP:10.0.2.2,IP:127.0.0.1,DNS:localhost" \
+                "basicConstraints=critical,CA:FALSE" "extendedKeyUsage=serverAuth" >server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -days 3650 -extfile server.ext -out server.crt 2>/dev/null
+            cat server.crt ca.pem >server.pem
+            rm -f server.csr server.ext
+        )
+    fi
+    echo "$dir/ca.pem"
+}
+
+# on_exit CMD...: run CMD when the script exits (normally, on error, or on
+# INT/TERM), last registered first. One trap for every library, so sourcing
+# servers.sh does not clobber the runner's cleanup or the other way round.
+_METALTEST_EXIT_HOOKS=()
+on_exit() {
+    _METALTEST_EXIT_HOOKS=("$*" "${_METALTEST_EXIT_HOOKS[@]}")
+    trap _metaltest_run_exit_hooks EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+_metaltest_run_exit_hooks() {
+    local rc=$? hook
+    trap - EXIT
+    for hook in "${_METALTEST_EXIT_HOOKS[@]}"; do
+        eval "$hook" || true
+    done
+    return "$rc"
 }

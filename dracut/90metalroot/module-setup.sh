@@ -1,0 +1,114 @@
+#!/bin/bash
+# dracut module for metalroot (systemd initrds only).
+#
+# Installs:
+#   /usr/bin/metalroot                                 the step runner
+#   $systemdutildir/system-generators/metalroot-generator
+#   metalroot's units (if the build ships any)
+#   /etc/metalroot.conf                                if the host has one
+#   the storage, network-storage and filesystem tools the steps run
+#   the kernel modules those steps need
+#
+# Where the binaries come from: $METALROOT_BIN_DIR (a cargo target dir,
+# for builds from a source tree), else /usr/bin (an installed package).
+# Units: $METALROOT_UNIT_DIR (the source tree's units/), else the host's
+# installed metalroot* units.
+#
+# Use: dracut --add metalroot ... (check() returns 255: never included
+# unless asked for).
+
+# Tools every step set may run; dracut fails the build if one is missing.
+METALROOT_REQUIRED_TOOLS=(
+    mdadm lvm wipefs sgdisk sfdisk partprobe blockdev blkid losetup
+    mkfs.xfs mkfs.vfat mkfs.ext4 dmsetup udevadm mount umount
+)
+# Tools for optional features (iSCSI, multipath, zram, LUKS): installed when
+# the host has them.
+METALROOT_OPTIONAL_TOOLS=(
+    iscsiadm iscsid iscsistart iscsi-iname multipath multipathd kpartx
+    zramctl mkswap swapon cryptsetup lsblk findmnt partx e2fsck tune2fs
+    xfs_admin fatlabel
+)
+
+metalroot_bin_dir() {
+    echo "${METALROOT_BIN_DIR:-/usr/bin}"
+}
+
+# called by dracut
+check() {
+    local bindir
+    bindir="$(metalroot_bin_dir)"
+    [[ -x "$bindir/metalroot" ]] || {
+        derror "metalroot: no $bindir/metalroot (set METALROOT_BIN_DIR)"
+        return 1
+    }
+    require_binaries "${METALROOT_REQUIRED_TOOLS[@]}" || return 1
+    return 255
+}
+
+# called by dracut
+depends() {
+    # systemd-initrd: the initrd.target/switch-root machinery metalroot's
+    # units order against. systemd-networkd: ip= handling and DHCP for
+    # http(s) and iSCSI sources. dm/mdraid/lvm/crypt: device-mapper, md and
+    # LVM udev rules and tools, cryptsetup. fs-lib: fsck helpers for mounts.
+    echo systemd systemd-initrd systemd-udevd systemd-journald systemd-networkd \
+        dm mdraid lvm crypt base fs-lib
+    return 0
+}
+
+# called by dracut
+installkernel() {
+    # hostonly='' : always install these, whatever the build host uses.
+    # Plain instmods (not -c): a module built into this kernel or absent
+    # from it is not an error.
+    hostonly='' instmods \
+        nvme sd_mod sr_mod virtio_scsi virtio_blk virtio_net virtio_pci \
+        usb-storage uas xhci_pci xhci_hcd \
+        squashfs overlay loop zram ext4 xfs vfat nls_cp437 nls_iso8859_1 \
+        md_mod raid0 raid1 raid10 \
+        dm_mod dm_snapshot dm_crypt dm_multipath dm_round_robin \
+        iscsi_tcp libiscsi scsi_transport_iscsi iscsi_ibft \
+        af_packet crc32c
+}
+
+# called by dracut
+install() {
+    local bindir unitdir f rel
+    bindir="$(metalroot_bin_dir)"
+
+    inst_binary "$bindir/metalroot" /usr/bin/metalroot
+    # dracut-cmdline must accept root=live: and root=iscsi: (see the hook).
+    inst_hook cmdline 90 "$moddir/parse-metalroot.sh"
+    if [[ -x "$bindir/metalroot-generator" ]]; then
+        inst_binary "$bindir/metalroot-generator" \
+            "$systemdutildir/system-generators/metalroot-generator"
+    else
+        # A multi-call build: the generator is metalroot under another name.
+        mkdir -p "$initdir$systemdutildir/system-generators"
+        ln_r /usr/bin/metalroot "$systemdutildir/system-generators/metalroot-generator"
+    fi
+
+    if [[ -n "${METALROOT_UNIT_DIR:-}" ]]; then
+        # Everything under units/, keeping sub-directories (drop-ins, wants).
+        unitdir="$METALROOT_UNIT_DIR"
+        if [[ -d "$unitdir" ]]; then
+            while IFS= read -r -d '' f; do
+                rel="${f#"$unitdir"/}"
+                inst_simple "$f" "$systemdsystemunitdir/$rel"
+            done < <(find "$unitdir" -type f -print0)
+        fi
+    else
+        inst_multiple -o "$systemdsystemunitdir/metalroot*"
+    fi
+
+    [[ -f "$dracutsysrootdir/etc/metalroot.conf" ]] && inst_simple /etc/metalroot.conf
+
+    inst_multiple "${METALROOT_REQUIRED_TOOLS[@]}"
+    inst_multiple -o "${METALROOT_OPTIONAL_TOOLS[@]}"
+    inst_multiple -o "$systemdutildir/systemd-cryptsetup"
+    # The CA bundle, for https sources.
+    inst_multiple -o /etc/ssl/certs/ca-certificates.crt
+    # iscsid/iscsiadm look for their config and the initiator name here.
+    inst_multiple -o /etc/iscsi/iscsid.conf /etc/iscsi/initiatorname.iscsi
+}

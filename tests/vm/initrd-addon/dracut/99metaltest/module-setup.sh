@@ -1,0 +1,43 @@
+#!/bin/bash
+# TEST ONLY dracut module: adds the metaltest emergency reporter (and the
+# bench's test CA) to an initrd. tests/vm/lib/build-initrd.sh symlinks it into
+# /usr/lib/dracut/modules.d/ and asks for it with -m; the product module is
+# dracut/90metalroot and never depends on this.
+#
+# Files come from tests/vm/initrd-addon/tree (shared with the mkosi build).
+# METALTEST_CA: PEM file appended to the initrd's CA bundle (optional).
+
+check() {
+    return 255
+}
+
+depends() {
+    echo systemd
+    return 0
+}
+
+install() {
+    local tree
+    tree="$(readlink -f "$moddir")/../../tree"
+
+    inst_simple "$tree/usr/lib/systemd/system/metaltest-emergency-report.service" \
+        "$systemdsystemunitdir/metaltest-emergency-report.service"
+    inst_script "$tree/usr/libexec/metaltest/emergency-report" \
+        /usr/libexec/metaltest/emergency-report
+    $SYSTEMCTL -q --root "$initdir" add-wants emergency.target metaltest-emergency-report.service
+
+    # What the reporter runs. Most are in dracut's base already; -o because
+    # a missing one only makes the report poorer.
+    inst_multiple tar grep sync sleep cat
+    inst_multiple -o lsblk findmnt blkid dmesg modprobe journalctl
+
+    if [[ -n "${METALTEST_CA:-}" && -f "$METALTEST_CA" ]]; then
+        inst_simple "$METALTEST_CA" /etc/metaltest/ca.pem
+        mkdir -p "$initdir/etc/ssl/certs"
+        {
+            [[ -f /etc/ssl/certs/ca-certificates.crt ]] && cat /etc/ssl/certs/ca-certificates.crt
+            cat "$METALTEST_CA"
+        } >"$initdir/etc/ssl/certs/ca-certificates.crt.new"
+        mv "$initdir/etc/ssl/certs/ca-certificates.crt.new" "$initdir/etc/ssl/certs/ca-certificates.crt"
+    fi
+}

@@ -1,0 +1,196 @@
+# shellcheck shell=bash
+# QEMU launcher and disk helpers for scenarios. Sourced by tests/vm/run.
+#
+# A scenario runs in its own directory $RUN_DIR (target/vm/<name>/). Per
+# scenario the runner calls vm_reset; then the scenario attaches disks and
+# boots, as often as it needs:
+#
+#   img=$(vm_disk data0 400G)            sparse raw file $RUN_DIR/disks/data0.img
+#   img=$(vm_copy_image "$ROOT_EXT4" root)  sparse copy of a cached image
+#   vm_add_scsi  FILE SERIAL             virtio-scsi disk  (/dev/sdX, TRAN "")
+#   vm_add_nvme  FILE SERIAL             NVMe namespace    (/dev/nvmeXn1)
+#   vm_add_usb   FILE SERIAL             USB stick on xhci (/dev/sdX, TRAN usb)
+#   vm_add_virtio FILE SERIAL            virtio-blk        (/dev/vdX)
+#   vm_add_qemu_args ARG...              anything else (e.g. -smbios, -acpitable)
+#   vm_detach_disks                      start over with no data disks
+#   vm_boot [--initrd dracut|mkosi|FILE] [--append "ARGS"] [--timeout SECS]
+#           [--mem MiB]
+#
+# vm_boot returns QEMU's status: 0 when the guest powered off, 124 on
+# timeout, other values when QEMU failed. Scenarios run with errexit, so a
+# boot that did not end by itself ends the scenario as a failure; write
+# `vm_boot ... || true` where a hang is the expected outcome. It sets, for
+# the assert helpers:
+#   RESULTS  the extracted results directory of this boot
+#   SERIAL   the serial log of this boot
+# Boot 1 uses results/ and serial.log; boot N>1 uses results.N/ and
+# serial.N.log, so a multi-boot scenario keeps every boot's evidence.
+# Disks stay attached across boots of one scenario (vm_reset detaches).
+
+VM_TIMEOUT_DEFAULT="${METALTEST_VM_TIMEOUT:-300}"
+VM_MEM_DEFAULT=2048
+RESULTS_DISK_SIZE=256M
+
+vm_reset() {
+    VM_DISK_ARGS=()
+    VM_EXTRA_ARGS=()
+    VM_HAVE_SCSI=
+    VM_HAVE_XHCI=
+    VM_DRIVE_N=0
+    VM_BOOTS=0
+    RESULTS=
+    SERIAL=
+}
+
+# vm_detach_disks: detach every data disk (and extra QEMU arguments) but
+# keep the boot counter, so the next vm_boot's evidence goes to results.N/.
+vm_detach_disks() {
+    VM_DISK_ARGS=()
+    VM_EXTRA_ARGS=()
+    VM_HAVE_SCSI=
+    VM_HAVE_XHCI=
+}
+
+# vm_disk NAME SIZE: a new sparse raw file; prints its path. Sizes as for
+# truncate (400G costs only what the guest writes).
+vm_disk() {
+    local f="$RUN_DIR/disks/$1.img"
+    mkdir -p "$RUN_DIR/disks"
+    rm -f "$f"
+    truncate -s "$2" "$f"
+    echo "$f"
+}
+
+# vm_copy_image SRC NAME: a private, sparse copy of a cached image (so the
+# guest can write to it); prints its path.
+vm_copy_image() {
+    local f="$RUN_DIR/disks/$2.img"
+    mkdir -p "$RUN_DIR/disks"
+    cp --sparse=always "$1" "$f"
+    echo "$f"
+}
+
+_vm_drive() {
+    # cache=unsafe: ignore the guest's flushes (QEMU still writes every
+    # block to the file, so a later boot sees it). detect-zeroes/discard:
+    # wiping and zeroing keep the sparse files sparse.
+    # Sets VM_DRIVE_ID (not printed: $(...) would run it in a subshell and
+    # lose the appended arguments).
+    VM_DRIVE_ID="d$VM_DRIVE_N"
+    VM_DRIVE_N=$((VM_DRIVE_N + 1))
+    VM_DISK_ARGS+=(-drive "if=none,id=$VM_DRIVE_ID,file=$1,format=raw,cache=unsafe,discard=unmap,detect-zeroes=unmap")
+}
+
+vm_add_scsi() {
+    if [[ -z "$VM_HAVE_SCSI" ]]; then
+        VM_DISK_ARGS+=(-device virtio-scsi-pci,id=scsi0)
+        VM_HAVE_SCSI=1
+    fi
+    _vm_drive "$1"
+    VM_DISK_ARGS+=(-device "scsi-hd,bus=scsi0.0,drive=$VM_DRIVE_ID,serial=$2")
+}
+
+vm_add_nvme() {
+    _vm_drive "$1"
+    VM_DISK_ARGS+=(-device "nvme,serial=$2,drive=$VM_DRIVE_ID")
+}
+
+vm_add_usb() {
+    if [[ -z "$VM_HAVE_XHCI" ]]; then
+        VM_DISK_ARGS+=(-device qemu-xhci,id=xhci)
+        VM_HAVE_XHCI=1
+    fi
+    _vm_drive "$1"
+    VM_DISK_ARGS+=(-device "usb-storage,bus=xhci.0,drive=$VM_DRIVE_ID,removable=on,serial=$2")
+}
+
+vm_add_virtio() {
+    _vm_drive "$1"
+    VM_DISK_ARGS+=(-device "virtio-blk-pci,drive=$VM_DRIVE_ID,serial=$2")
+}
+
+vm_add_qemu_args() {
+    VM_EXTRA_ARGS+=("$@")
+}
+
+# initrd_path dracut|mkosi|FILE
+initrd_path() {
+    case "$1" in
+        dracut) echo "$INITRD_DRACUT" ;;
+        mkosi) echo "$INITRD_MKOSI" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+vm_boot() {
+    local initrd=dracut append="" timeout="$VM_TIMEOUT_DEFAULT" mem="$VM_MEM_DEFAULT"
+    while (($#)); do
+        case "$1" in
+            --initrd) initrd=$2; shift 2 ;;
+            --append) append=$2; shift 2 ;;
+            --timeout) timeout=$2; shift 2 ;;
+            --mem) mem=$2; shift 2 ;;
+            *) die "vm_boot: unknown option $1" ;;
+        esac
+    done
+    VM_BOOTS=$((VM_BOOTS + 1))
+    local sfx=""
+    ((VM_BOOTS > 1)) && sfx=".$VM_BOOTS"
+    RESULTS="$RUN_DIR/results$sfx"
+    SERIAL="$RUN_DIR/serial$sfx.log"
+    local rimg="$RUN_DIR/results$sfx.img"
+    rm -rf "$RESULTS" "$rimg"
+    mkdir -p "$RESULTS"
+    truncate -s "$RESULTS_DISK_SIZE" "$rimg"
+
+    local initrd_file
+    initrd_file="$(initrd_path "$initrd")"
+    [[ -f "$initrd_file" ]] || die "no initrd $initrd_file"
+    local cmdline="console=ttyS0 panic=-1 $append"
+    local qemu=(
+        qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2
+        -nographic -no-reboot -nodefaults -serial stdio -monitor none
+        -kernel "$GUEST_VMLINUZ" -initrd "$initrd_file" -append "$cmdline"
+        -drive "if=none,id=results,file=$rimg,format=raw,cache=unsafe"
+        -device virtio-blk-pci,drive=results,serial=results
+        -netdev user,id=n0 -device virtio-net-pci,netdev=n0
+        -device virtio-rng-pci
+        "${VM_DISK_ARGS[@]}" "${VM_EXTRA_ARGS[@]}"
+    )
+    printf '%q ' "${qemu[@]}" >"$RUN_DIR/qemu$sfx.cmd"
+    echo >>"$RUN_DIR/qemu$sfx.cmd"
+
+    log "boot $VM_BOOTS: $(basename "$initrd_file"), append: $append"
+    local t0=$EPOCHREALTIME rc=0
+    # -k: QEMU exits on TERM, but make sure. stdin </dev/null: the guest's
+    # console gets no input (no one can log in; shells wait).
+    timeout -k 10 "$timeout" "${qemu[@]}" </dev/null >"$SERIAL" 2>&1 || rc=$?
+    local secs
+    secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    VM_LAST_SECS=$secs
+
+    _vm_extract_results "$rimg" "$RESULTS"
+    local kind=none
+    [[ -f "$RESULTS/REPORT" ]] && kind=report
+    [[ -f "$RESULTS/EMERGENCY" ]] && kind=emergency
+    local how="powered off"
+    ((rc == 124)) && how="TIMED OUT after ${timeout}s"
+    ((rc != 0 && rc != 124)) && how="qemu exit $rc"
+    printf 'boot %d: %s in %ss, results: %s, initrd: %s, append: %s\n' \
+        "$VM_BOOTS" "$how" "$secs" "$kind" "$(basename "$initrd_file")" "$append" >>"$RUN_DIR/summary.txt"
+    log "boot $VM_BOOTS: $how in ${secs}s, results: $kind"
+    rm -f "$rimg"
+    return "$rc"
+}
+
+# The guest wrote a tar stream at offset 0 of the results disk, or nothing
+# (all zeros).
+_vm_extract_results() {
+    local img=$1 dir=$2
+    if [[ -z "$(head -c 512 "$img" | tr -d '\0')" ]]; then
+        echo "results disk is empty: the guest wrote no report" >"$dir/.no-results"
+        return 0
+    fi
+    tar -xf "$img" -C "$dir" 2>"$dir/.tar-errors" || true
+    [[ -s "$dir/.tar-errors" ]] || rm -f "$dir/.tar-errors"
+}
