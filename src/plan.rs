@@ -365,6 +365,16 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
         steps.push(st);
     }
 
+    // Network LUNs must be visible before the disks are chosen, so the wipe
+    // sees (and refuses) them rather than racing their login.
+    if paves {
+        for st in steps.iter_mut() {
+            if st.name == "metalroot-wipe" || st.name == "metalroot-layout" {
+                st.wants.extend(block_units.iter().cloned());
+            }
+        }
+    }
+
     // 3. The image: fetched to the local array or to RAM.
     let mut fetch_unit: Option<String> = None;
     // rd.live.ram with metal.server: fetched onto SQFSRAID (cached for the

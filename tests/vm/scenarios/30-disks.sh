@@ -151,22 +151,30 @@ scenario_disks_no_wipe() {
     assert_eq "$(disk_fingerprint "$c") $(disk_fingerprint "$d")" "$before" "disks with data untouched"
 }
 
+# A USB stick, a small disk and an iSCSI LUN (logged in before the disks are
+# chosen) are attached while two good disks are wiped: all three unchanged.
 scenario_disks_guards() {
     publish_image
-    local usb small before
+    local usb small lun before
     usb="$(data_disk usb 32G USBDATA)"
     small="$(data_disk small 8G SMALLDATA)"
-    before="$(disk_fingerprint "$usb") $(disk_fingerprint "$small")"
+    lun="$(data_disk lun 40G LUNDATA)"
+    before="$(disk_fingerprint "$usb") $(disk_fingerprint "$small") $(disk_fingerprint "$lun")"
+    tgt_add_target 1 iqn.2026-11.metaltest:guard "$lun"
     vm_add_scsi "$(vm_disk a 64G)" GUARD-A
     vm_add_scsi "$small" GUARD-SMALL
     vm_add_nvme "$(vm_disk b 64G)" GUARD-B
     vm_add_usb "$usb" GUARD-USB
-    vm_boot --append "$DISKS_CMDLINE" || true
+    vm_boot --append "$DISKS_CMDLINE netroot=iscsi:10.0.2.2::::iqn.2026-11.metaltest:guard" || true
     assert_report
+    assert_journal_contains "logged in to iqn.2026-11.metaltest:guard"
+    assert_journal_contains "skipped: iSCSI LUN"
     assert_journal_contains "serial \"GUARD-USB\"\): skipped: USB device"
     assert_journal_contains "serial \"GUARD-SMALL\"\): skipped: .* not above metal.min-disk-size"
     assert_journal_contains "targeting the following block devices: \[/dev/nvme0n1 /dev/sd[a-z]\]"
-    assert_eq "$(disk_fingerprint "$usb") $(disk_fingerprint "$small")" "$before" "USB stick and small disk untouched"
+    tgt_del_target 1
+    assert_eq "$(disk_fingerprint "$usb") $(disk_fingerprint "$small") $(disk_fingerprint "$lun")" "$before" \
+        "USB stick, small disk and iSCSI LUN untouched"
 }
 
 # Boot 1 leaves seed 000's arrays and metalvg0 plus a ceph-* volume group on
