@@ -1,0 +1,114 @@
+# shellcheck shell=bash
+# Assembling the root (issue 6): persistent and RAM upper layers, boot to
+# RAM in seed 002's three modes, a refused RAM copy, and a disk prepared in
+# dracut dmsquash-live's overlay layout. Each checks from inside the Debian
+# root that switch-root happened into what was asked.
+
+# live_medium NAME LABEL: an ext4 disk holding LiveOS/squashfs.img.
+live_medium() {
+    local img="$RUN_DIR/disks/$1.img" tree="$RUN_DIR/$1-tree"
+    mkdir -p "$tree/LiveOS" "$RUN_DIR/disks"
+    cp "$ROOT_SQUASHFS" "$tree/LiveOS/squashfs.img"
+    truncate -s 2G "$img"
+    mkfs.ext4 -q -F -L "$2" -d "$tree" "$img"
+    rm -rf "$tree"
+    echo "$img"
+}
+
+scenario_root_tmpfs() {
+    vm_add_scsi "$(live_medium live LIVEMEDIA)" ROOT-LIVE
+    vm_boot --append "root=live:LABEL=LIVEMEDIA rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay.size=512" || true
+    assert_report
+    assert_report_mount LiveOS_rootfs / overlay
+    assert_report_mount tmpfs /run/initramfs/tmpfs-overlay tmpfs
+    check "tmpfs upper is 512 MiB (rd.live.overlay.size)" \
+        bash -c "grep -q 'size=524288k' <<<\"\$(jq -r '.. | objects | select(.target? == \"/run/initramfs/tmpfs-overlay\") | .options' '$RESULTS/findmnt.json')\""
+    assert_report_mount "~^/dev/sd" /run/initramfs/live ext4
+}
+
+scenario_root_zram() {
+    vm_add_scsi "$(live_medium live LIVEMEDIA)" ROOT-LIVE
+    vm_boot --append "root=live:LABEL=LIVEMEDIA rd.live.image metal.overlay=zram metal.zram-size=512M metal.zram-fs=xfs" || true
+    assert_report
+    assert_report_mount LiveOS_rootfs / overlay
+    assert_report_mount "~^/dev/zram" /run/initramfs/zram xfs
+    assert_journal_contains "zram upper layer /dev/zram[0-9]+ \(536870912 bytes, zstd, xfs\)"
+}
+
+# Boot 1 writes a marker into the persistent overlay; boot 2 finds it;
+# boot 3 with rd.live.overlay.reset=1 starts from an empty overlay.
+scenario_root_persist_root_reset() {
+    local persist="$RUN_DIR/disks/persist.img"
+    vm_add_scsi "$(live_medium live LIVEMEDIA)" ROOT-LIVE
+    truncate -s 4G "$persist"
+    mkfs.ext4 -q -F -L PERSIST "$persist"
+    vm_add_scsi "$persist" ROOT-PERSIST
+    local cmd="root=live:LABEL=LIVEMEDIA rd.live.image rd.live.overlay=LABEL=PERSIST rd.live.overlay.overlayfs=1"
+    vm_boot --append "$cmd metaltest.hook=write-marker" || true
+    assert_report
+    assert_report_mount "~^/dev/sd" /run/initramfs/overlayfs ext4
+    vm_boot --append "$cmd metaltest.hook=read-marker" || true
+    assert_report
+    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "root-persist: boot 1's file is there in boot 2"
+    vm_boot --append "$cmd rd.live.overlay.reset=1 metaltest.hook=read-marker" || true
+    assert_report
+    assert_journal_contains "Resetting the OverlayFS overlay directory"
+    assert_file_exists marker/NONE
+}
+
+# A disk laid out as dracut's dmsquash-live (and mdsquash) leave it: the
+# upper directory LiveOS/overlay-<label>-<uuid> of the live medium, ovlwork
+# beside it. metalroot must use that upper, not start a new one.
+scenario_root_existing_mdsquash_layout() {
+    local uuid=0f5a4b5c-1111-4222-8333-944455556666
+    local live="$RUN_DIR/disks/sqfs.img" oval="$RUN_DIR/disks/oval.img"
+    mkdir -p "$RUN_DIR/disks" "$RUN_DIR/sqfs/LiveOS" "$RUN_DIR/oval/LiveOS/ovlwork"
+    cp "$ROOT_SQUASHFS" "$RUN_DIR/sqfs/LiveOS/squashfs.img"
+    truncate -s 30G "$live"
+    mkfs.ext4 -q -F -L SQFSRAID -U "$uuid" -d "$RUN_DIR/sqfs" "$live"
+    local upper="$RUN_DIR/oval/LiveOS/overlay-SQFSRAID-$uuid"
+    mkdir -p "$upper/var/lib/metaltest"
+    echo prepared-by-dracut-layout >"$upper/var/lib/metaltest/boots"
+    truncate -s 30G "$oval"
+    mkfs.ext4 -q -F -L ROOTRAID -d "$RUN_DIR/oval" "$oval"
+    vm_add_scsi "$live" EXIST-SQFS
+    vm_add_scsi "$oval" EXIST-ROOT
+    vm_boot --append "root=live:LABEL=SQFSRAID rd.live.image rd.live.overlay=LABEL=ROOTRAID rd.live.overlay.overlayfs=1 metaltest.hook=read-marker" || true
+    assert_report
+    assert_file_contains marker/boots "^prepared-by-dracut-layout$"
+    assert_journal_contains "persistent overlay at /run/initramfs/overlayfs/LiveOS/overlay-SQFSRAID-$uuid"
+}
+
+scenario_root_ram_copy() {
+    publish_image
+    vm_boot --append "metal.server=http://10.0.2.2:8080/ metal.ram=copy ip=dhcp rd.neednet=1" || true
+    assert_report
+    assert_report_mount tmpfs / tmpfs
+    assert_journal_contains "root copied into a tmpfs"
+}
+
+scenario_root_ram_squashfs() {
+    publish_image
+    vm_boot --append "metal.server=http://10.0.2.2:8080/ metal.ram=squashfs ip=dhcp rd.neednet=1" || true
+    assert_report
+    assert_report_mount "~^/dev/loop" / squashfs
+}
+
+scenario_root_ram_overlay() {
+    publish_image
+    vm_boot --append "metal.server=http://10.0.2.2:8080/ metal.ram=overlay ip=dhcp rd.neednet=1" || true
+    assert_report
+    assert_report_mount LiveOS_rootfs / overlay
+    assert_report_mount "~^/dev/loop" /run/rootfsbase squashfs
+    assert_report_mount tmpfs /run/initramfs/tmpfs-overlay tmpfs
+}
+
+# Too little memory to copy the tree into RAM: a clear error naming the
+# sizes, the boot stops in the emergency shell, and nothing is OOM-killed.
+scenario_root_low_mem() {
+    publish_image
+    vm_boot --mem 640 --timeout 240 --append "metal.server=http://10.0.2.2:8080/ metal.ram=copy ip=dhcp rd.neednet=1" || true
+    assert_emergency
+    assert_journal_contains "metal.ram=copy needs [0-9]+ bytes of RAM but only [0-9]+ bytes are available"
+    assert_journal_not_contains "Out of memory|oom-kill"
+}
