@@ -13,8 +13,8 @@
 #   servers_start DIR      start everything; state, logs and www under DIR;
 #                          stopped automatically when the script exits
 #   servers_stop           stop everything (idempotent)
-#   servers_reset          between scenarios: fault rules and stats, iSCSI
-#                          targets and accounts
+#   servers_reset          between scenarios: empty $WWW, drop fault rules
+#                          and stats, iSCSI targets and accounts
 #   fault_control JSON     add a fault rule (see faultserver.py)
 #   fault_reset            drop fault rules, zero stats
 #   fault_stats            print the fault server's stats JSON
@@ -257,6 +257,9 @@ tgt_reset() {
 }
 
 servers_reset() {
+    # Each scenario publishes what it serves: an image changed by one
+    # scenario must not leak into the next.
+    [[ -n "$WWW" && -d "$WWW" ]] && find "$WWW" -mindepth 1 -delete
     [[ -n "$_FAULT_PID" ]] && fault_reset
     tgt_reset
 }
