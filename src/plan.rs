@@ -51,6 +51,10 @@ pub struct Step {
     pub timeout_sec: Option<u64>,
     /// systemd credentials the step reads (LoadCredential=).
     pub credentials: Vec<String>,
+    /// Its failure stops the boot (OnFailure=emergency.target). iSCSI logins
+    /// are not fatal: a dead target must not stop the others, and the step
+    /// that needs a device fails on its own if it never comes.
+    pub fatal: bool,
 }
 
 impl Step {
@@ -69,6 +73,7 @@ impl Step {
             interactive: false,
             timeout_sec: None,
             credentials: Vec::new(),
+            fatal: true,
         }
     }
 
@@ -248,6 +253,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
                 argv,
             );
             st.net = Net::Online;
+            st.fatal = false;
             block_units.push(st.unit());
             steps.push(st);
         }
@@ -297,6 +303,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
                 argv,
             );
             st.net = Net::Online;
+            st.fatal = false;
             block_units.push(st.unit());
             steps.push(st);
         }

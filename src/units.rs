@@ -81,8 +81,10 @@ fn service(step: &Step) -> String {
     u.push_str("Documentation=man:metalroot(7)\n");
     u.push_str("DefaultDependencies=no\n");
     u.push_str("ConditionPathExists=/etc/initrd-release\n");
-    u.push_str("OnFailure=emergency.target\n");
-    u.push_str("OnFailureJobMode=isolate\n");
+    if step.fatal {
+        u.push_str("OnFailure=emergency.target\n");
+        u.push_str("OnFailureJobMode=isolate\n");
+    }
     if !step.requires.is_empty() {
         u.push_str(&format!("Requires={}\n", step.requires.join(" ")));
     }
@@ -185,6 +187,7 @@ pub fn error_step(message: &str) -> Step {
         interactive: false,
         timeout_sec: Some(30),
         credentials: Vec::new(),
+        fatal: true,
     };
     st.before.push("initrd.target".into());
     st
