@@ -40,6 +40,10 @@ pub struct Step {
     pub requires: Vec<String>,
     /// Units this one follows and pulls in, but survives failing (Wants= + After=).
     pub wants: Vec<String>,
+    /// Units this one pulls in without waiting for them (Wants= only): iSCSI
+    /// logins, whose devices the step waits for itself, so a dead target
+    /// does not hold up the boot.
+    pub pulls: Vec<String>,
     /// Units that must wait for this one (Before=).
     pub before: Vec<String>,
     /// `<target>.requires/` or `.wants/` symlinks.
@@ -67,6 +71,7 @@ impl Step {
             net: Net::None,
             requires: Vec::new(),
             wants: Vec::new(),
+            pulls: Vec::new(),
             before: Vec::new(),
             required_by: Vec::new(),
             wanted_by: Vec::new(),
@@ -221,6 +226,9 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
     }
 
     // 2. Network block devices: iSCSI, multipath, LUKS, LVM (seeds 001, 004).
+    // iSCSI logins (pulled in, not waited for) and the block steps after
+    // them (waited for, in order).
+    let mut iscsi_units: Vec<String> = Vec::new();
     let mut block_units: Vec<String> = Vec::new();
     let targets = iscsi_targets(&c)?;
     if !targets.is_empty() || c.iscsi_firmware || c.iscsi_ibft {
@@ -254,7 +262,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             );
             st.net = Net::Online;
             st.fatal = false;
-            block_units.push(st.unit());
+            iscsi_units.push(st.unit());
             steps.push(st);
         }
         for (i, t) in targets.iter().enumerate() {
@@ -304,7 +312,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             );
             st.net = Net::Online;
             st.fatal = false;
-            block_units.push(st.unit());
+            iscsi_units.push(st.unit());
             steps.push(st);
         }
     }
@@ -316,6 +324,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
         );
         // Waits for the logins it can get; a dead path is not fatal.
         st.wants = block_units.clone();
+        st.pulls = iscsi_units.clone();
         block_units = vec![st.unit()];
         steps.push(st);
     }
@@ -349,6 +358,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             argv,
         );
         st.wants = block_units.clone();
+        st.pulls = iscsi_units.clone();
         match &c.luks_key {
             Some(LuksKey::Url(_)) => st.net = Net::Online,
             Some(LuksKey::Credential(name)) => st.credentials.push(name.clone()),
@@ -368,6 +378,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             argv,
         );
         st.wants = block_units.clone();
+        st.pulls = iscsi_units.clone();
         block_units = vec![st.unit()];
         steps.push(st);
     }
@@ -377,7 +388,8 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
     if paves {
         for st in steps.iter_mut() {
             if st.name == "metalroot-wipe" || st.name == "metalroot-layout" {
-                st.wants.extend(block_units.iter().cloned());
+                // Here the wait is the point: the LUNs must be visible.
+                st.wants.extend(iscsi_units.iter().cloned());
             }
         }
     }
@@ -543,13 +555,14 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             st.requires.push(f.clone());
         }
         st.wants.extend(block_units.clone());
+        st.pulls.extend(iscsi_units.clone());
         st.before.push(s("initrd-root-fs.target"));
         st.required_by.push(s("initrd-root-fs.target"));
         steps.push(st);
     } else {
         // systemd mounts root= itself; the block steps only have to run first.
         for st in steps.iter_mut() {
-            if block_units.contains(&st.unit()) {
+            if block_units.contains(&st.unit()) || iscsi_units.contains(&st.unit()) {
                 st.before.push(s("initrd-root-device.target"));
                 st.wanted_by.push(s("initrd-root-device.target"));
             }

@@ -40,6 +40,9 @@ pub fn text(plan: &Plan) -> String {
         if !after.is_empty() {
             let _ = writeln!(out, "   after:  {}", after.join(" "));
         }
+        if !st.pulls.is_empty() {
+            let _ = writeln!(out, "   pulls in (not waited for): {}", st.pulls.join(" "));
+        }
         if !st.before.is_empty() {
             let _ = writeln!(out, "   before: {}", st.before.join(" "));
         }

@@ -74,6 +74,7 @@ fn service(step: &Step) -> String {
     after.extend(step.requires.iter().cloned());
     after.extend(step.wants.iter().cloned());
     wants.extend(step.wants.iter().cloned());
+    wants.extend(step.pulls.iter().cloned());
 
     let mut u = String::from(HEADER);
     u.push_str("\n[Unit]\n");
@@ -181,6 +182,7 @@ pub fn error_step(message: &str) -> Step {
         net: Net::None,
         requires: Vec::new(),
         wants: Vec::new(),
+        pulls: Vec::new(),
         before: vec!["initrd-root-fs.target".into()],
         required_by: vec!["initrd-root-fs.target".into()],
         wanted_by: vec!["initrd.target".into()],
