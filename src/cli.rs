@@ -78,6 +78,10 @@ pub struct PlanArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also scan this machine's disks and say, for each, whether the plan
+    /// would wipe it, partition it or keep it, and why (reads sysfs only).
+    #[arg(long)]
+    pub scan_disks: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -16,10 +16,89 @@ pub fn run(a: PlanArgs) -> Result<()> {
         None => crate::generator::read_site(Path::new("/"))?,
     };
     let plan = crate::core::plan(site.as_deref(), &cmdline)?;
-    match (plan, a.json) {
+    match (&plan, a.json) {
         (None, _) => println!("the command line does not ask for metalroot: nothing would run"),
-        (Some(p), true) => println!("{}", serde_json::to_string_pretty(&p)?),
-        (Some(p), false) => print!("{}", crate::render::text(&p)),
+        (Some(p), true) => println!("{}", serde_json::to_string_pretty(p)?),
+        (Some(p), false) => print!("{}", crate::render::text(p)),
+    }
+    if let (Some(p), true) = (&plan, a.scan_disks) {
+        print!("{}", disk_report(p)?);
     }
     Ok(())
+}
+
+/// What the plan's disk steps would do to each disk of this machine.
+fn disk_report(p: &crate::plan::Plan) -> Result<String> {
+    use crate::cli::{Cli, Cmd};
+    use clap::Parser;
+    use std::fmt::Write;
+    let mut out = String::from("\ndisks on this machine:\n");
+    let mut wipes = false;
+    let mut disk_args = None;
+    for st in &p.steps {
+        match Cli::try_parse_from(&st.argv).map(|c| c.cmd) {
+            Ok(Cmd::Wipe(w)) => {
+                wipes = true;
+                disk_args = Some(w.disks);
+            }
+            Ok(Cmd::Layout(l)) => disk_args = Some(l.disks),
+            _ => {}
+        }
+    }
+    let Some(d) = disk_args else {
+        out.push_str("  the plan touches no local disk\n");
+        return Ok(out);
+    };
+    let by_label = d.sysroot_prefix.join("dev/disk/by-label");
+    let labels_present = [&d.sqfs_label, &d.oval_label]
+        .iter()
+        .all(|l| by_label.join(l).exists());
+    if labels_present {
+        let _ = writeln!(
+            out,
+            "  LABEL={} and LABEL={} exist: the existing layout would be reused, nothing wiped",
+            d.sqfs_label, d.oval_label
+        );
+    }
+    let all = crate::steps::disks::scan(&d.sysroot_prefix, &d.protect_label)?;
+    let rules = crate::steps::disks::Rules {
+        min_size: d.min_disk_size_gib << 30,
+        allow: d.allow.clone(),
+    };
+    let (ok, verdicts) = crate::steps::disks::choose(&all, &rules);
+    let chosen: Vec<&str> = ok
+        .iter()
+        .take(d.disks as usize)
+        .map(|x| x.name.as_str())
+        .collect();
+    for (disk, verdict) in verdicts {
+        let action = if labels_present || verdict != "eligible" {
+            format!("keep ({verdict})")
+        } else if chosen.contains(&disk.name.as_str()) {
+            format!(
+                "{}partition for the RAID layout",
+                if wipes { "wipe, then " } else { "" }
+            )
+        } else if wipes {
+            "wipe (eligible, not needed for the arrays)".to_string()
+        } else {
+            "keep (eligible, not needed for the arrays)".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} bytes serial {:?}: {action}",
+            disk.dev(),
+            disk.size,
+            disk.serial
+        );
+    }
+    if !labels_present && (ok.len() as u64) < d.disks {
+        let _ = writeln!(
+            out,
+            "  ERROR: metal.disks={} but only {} eligible disk(s): the boot would stop before wiping",
+            d.disks,
+            ok.len()
+        );
+    }
+    Ok(out)
 }
