@@ -123,6 +123,8 @@ fn read(p: &Path) -> String {
 
 /// How long to wait for enough disks to show up.
 const DISK_WAIT_SECS: u64 = 30;
+/// How long the set of disks must stay the same before choosing.
+const DISK_STABLE_SECS: u64 = 3;
 
 const SKIP_PREFIXES: &[&str] = &["loop", "ram", "zram", "dm-", "md", "sr", "nbd", "fd"];
 
@@ -264,22 +266,47 @@ pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
     };
-    // Disks are probed asynchronously at boot: give them time to appear
-    // before deciding there are too few.
+    // The image source must be identified before anything is chosen: a
+    // source that has not shown up yet could otherwise be taken for a blank
+    // disk. Without it the fetch would fail anyway, so stop before wiping.
+    for label in &a.protect_label {
+        let link = format!("/dev/disk/by-label/{label}");
+        let path = a.sysroot_prefix.join(link.trim_start_matches('/'));
+        let start = std::time::Instant::now();
+        while !path.exists() {
+            if start.elapsed().as_secs() >= DISK_WAIT_SECS {
+                anyhow::bail!(
+                    "the image source LABEL={label} did not appear within {DISK_WAIT_SECS} s; nothing was wiped or created"
+                );
+            }
+            crate::steps::notify::status(&format!("waiting for LABEL={label}, the image source"));
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    // Disks are probed asynchronously at boot (USB storage a second or more
+    // after its controller): wait until the set of disks has not changed for
+    // a few seconds, and there are enough of them, before choosing.
     let start = std::time::Instant::now();
+    let mut last_names: Vec<String> = Vec::new();
+    let mut last_change = std::time::Instant::now();
     let (ok, verdicts) = loop {
         let all = scan(&a.sysroot_prefix, &a.protect_label)?;
+        let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
+        if names != last_names {
+            last_names = names;
+            last_change = std::time::Instant::now();
+        }
         let (ok, verdicts) = choose(&all, &rules);
-        if ok.len() as u64 >= a.disks || start.elapsed().as_secs() >= DISK_WAIT_SECS {
+        let stable = last_change.elapsed().as_secs() >= DISK_STABLE_SECS;
+        if (stable && ok.len() as u64 >= a.disks) || start.elapsed().as_secs() >= DISK_WAIT_SECS {
             break (ok, verdicts);
         }
         crate::steps::notify::status(&format!(
-            "waiting for {} eligible disk(s), {} found",
-            a.disks,
-            ok.len()
+            "waiting for the disks to settle: {} eligible of {} needed",
+            ok.len(),
+            a.disks
         ));
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        crate::steps::cmd::settle();
+        std::thread::sleep(std::time::Duration::from_millis(500));
     };
     for (d, v) in &verdicts {
         tracing::info!(
