@@ -173,10 +173,15 @@ pub fn scan(prefix: &Path, protect: &[String]) -> Result<Vec<Disk>> {
             .unwrap_or(false);
         let serial = {
             let s = read(&dev.join("serial"));
-            if s.is_empty() {
-                vpd_serial(&dev)
-            } else {
+            if !s.is_empty() {
                 s
+            } else {
+                let v = vpd_serial(&dev);
+                if v.is_empty() {
+                    usb_serial(&real)
+                } else {
+                    v
+                }
             }
         };
         let mut wwn = read(&dev.join("wwid"));
@@ -211,6 +216,14 @@ fn vpd_serial(dev: &Path) -> String {
         Ok(b) if b.len() > 4 => String::from_utf8_lossy(&b[4..]).trim().to_string(),
         _ => String::new(),
     }
+}
+
+/// A USB disk's serial is its USB device's, found up the sysfs path.
+fn usb_serial(real: &Path) -> String {
+    real.ancestors()
+        .find(|p| p.join("idVendor").exists() && p.join("serial").exists())
+        .map(|p| read(&p.join("serial")))
+        .unwrap_or_default()
 }
 
 /// The whole disks a block device lives on (through partitions, md, dm).
