@@ -27,9 +27,10 @@ fn main() -> ExitCode {
         Cmd::Sysroot(a) => steps::sysroot::run(a),
         Cmd::Handover(a) => steps::handover::run(a),
         Cmd::Trap => steps::trap::run(),
-        Cmd::IscsiLogin(_) | Cmd::Multipath(_) | Cmd::LuksOpen(_) | Cmd::LvmActivate(_) => Err(
-            anyhow::anyhow!("this step is not implemented yet in this build of metalroot"),
-        ),
+        Cmd::IscsiLogin(a) => steps::iscsi::run(a),
+        Cmd::Multipath(a) => steps::blockstack::multipath(a),
+        Cmd::LuksOpen(a) => steps::blockstack::luks(a),
+        Cmd::LvmActivate(a) => steps::blockstack::lvm(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
