@@ -17,6 +17,9 @@
 # Use: dracut --add metalroot ... (check() returns 255: never included
 # unless asked for).
 
+# dracut sets moddir, initdir, systemdutildir, ... before sourcing this:
+# shellcheck disable=SC2154
+
 # Tools every step set may run; dracut fails the build if one is missing.
 METALROOT_REQUIRED_TOOLS=(
     mdadm lvm wipefs sgdisk sfdisk partprobe blockdev blkid losetup

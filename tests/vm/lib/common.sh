@@ -82,7 +82,7 @@ ensure_test_cert() {
         rm -rf "$dir"
         mkdir -p "$dir"
         (
-            cd "$dir"
+            cd "$dir" || exit 1
             openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=metaltest CA" \
                 -addext "basicConstraints=critical,CA:TRUE" \
                 -addext "keyUsage=critical,keyCertSign,cRLSign" \

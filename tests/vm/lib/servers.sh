@@ -34,7 +34,9 @@ HTTP_PORT="${METALTEST_HTTP_PORT:-8080}"
 HTTPS_PORT="${METALTEST_HTTPS_PORT:-8443}"
 FAULT_PORT="${METALTEST_FAULT_PORT:-8081}"
 ISCSI_PORT=3260
-# What the guest uses to reach the host through QEMU's user network.
+# What the guest uses to reach the host through QEMU's user network (for
+# scenarios' command lines).
+# shellcheck disable=SC2034
 GUEST_HOST_IP=10.0.2.2
 
 SERVERS_DIR=
@@ -148,12 +150,39 @@ _start_tgtd() {
     die "tgtd did not start"
 }
 
+# A run killed with SIGKILL (no trap) leaves its servers behind, holding the
+# ports. Their pids are in DIR/pids; stop those that are still the same
+# programs (checked by command line), and nothing else.
+_stop_stale_servers() {
+    local pidfile="$SERVERS_DIR/pids" pid name cmd
+    [[ -f "$pidfile" ]] || return 0
+    while read -r name pid; do
+        [[ "$pid" =~ ^[0-9]+$ ]] || continue
+        cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || continue
+        case "$name:$cmd" in
+            nginx:*"$SERVERS_DIR/nginx"* | faultserver:*faultserver.py*"$SERVERS_DIR/www"*) ;;
+            tgtd:tgtd*) tgtadm --op delete --mode system --force >/dev/null 2>&1 || true ;;
+            *) continue ;;
+        esac
+        log "stopping $name (pid $pid) left by an earlier run"
+        kill -TERM "$pid" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done <"$pidfile"
+    rm -f "$pidfile"
+}
+
 servers_start() {
     SERVERS_DIR="$(realpath -m "$1")"
     WWW="$SERVERS_DIR/www"
     mkdir -p "$WWW"
     chmod 755 "$SERVERS_DIR" "$WWW" # nginx workers run as nobody
     ensure_test_cert >/dev/null
+    _stop_stale_servers
     local p
     for p in "$HTTP_PORT" "$HTTPS_PORT" "$FAULT_PORT" "$ISCSI_PORT"; do
         port_busy "$p" && die "port 127.0.0.1:$p is already in use"
@@ -162,6 +191,8 @@ servers_start() {
     _start_nginx
     _start_faultserver
     _start_tgtd
+    printf 'nginx %s\nfaultserver %s\ntgtd %s\n' "$_NGINX_PID" "$_FAULT_PID" "$_TGTD_PID" \
+        >"$SERVERS_DIR/pids"
     log "servers up: http :$HTTP_PORT, https :$HTTPS_PORT, faults :$FAULT_PORT, iscsi :$ISCSI_PORT (www $WWW)"
 }
 
@@ -192,6 +223,8 @@ servers_stop() {
     fi
     _stop_pid _FAULT_PID
     _stop_pid _NGINX_PID
+    [[ -n "$SERVERS_DIR" ]] && rm -f "$SERVERS_DIR/pids"
+    return 0
 }
 
 fault_control() {

@@ -21,11 +21,15 @@
 # boot that did not end by itself ends the scenario as a failure; write
 # `vm_boot ... || true` where a hang is the expected outcome. It sets, for
 # the assert helpers:
-#   RESULTS  the extracted results directory of this boot
-#   SERIAL   the serial log of this boot
+#   RESULTS       the extracted results directory of this boot
+#   SERIAL        the serial log of this boot
+#   VM_LAST_SECS  how long the QEMU process ran, in seconds
 # Boot 1 uses results/ and serial.log; boot N>1 uses results.N/ and
 # serial.N.log, so a multi-boot scenario keeps every boot's evidence.
 # Disks stay attached across boots of one scenario (vm_reset detaches).
+
+# QEMU's -device/-drive values are comma lists by design:
+# shellcheck disable=SC2054
 
 VM_TIMEOUT_DEFAULT="${METALTEST_VM_TIMEOUT:-300}"
 VM_MEM_DEFAULT=2048
@@ -167,6 +171,7 @@ vm_boot() {
     timeout -k 10 "$timeout" "${qemu[@]}" </dev/null >"$SERIAL" 2>&1 || rc=$?
     local secs
     secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    # shellcheck disable=SC2034  # for scenarios
     VM_LAST_SECS=$secs
 
     _vm_extract_results "$rimg" "$RESULTS"

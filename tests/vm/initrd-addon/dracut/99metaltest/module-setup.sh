@@ -7,6 +7,9 @@
 # Files come from tests/vm/initrd-addon/tree (shared with the mkosi build).
 # METALTEST_CA: PEM file appended to the initrd's CA bundle (optional).
 
+# dracut sets moddir, initdir, systemdutildir, ... before sourcing this:
+# shellcheck disable=SC2154
+
 check() {
     return 255
 }
