@@ -17,8 +17,8 @@ publish_image() {
 # demo_summary: what was done and how long each step took, from the guest's
 # journal (systemd's "Starting/Finished <Description>" lines, monotonic s).
 demo_summary() {
-    local out="$RUN_DIR/human-summary.txt"
-    {
+    local out="$RUN_DIR/human-summary.txt" text
+    text=$({
         echo "metalroot demo ($1 initrd): $(head -n1 "$RESULTS/system-state" 2>/dev/null || echo '?')"
         awk '
             function ts(   t) { t = $0; sub(/^\[ */, "", t); sub(/\].*/, "", t); return t + 0 }
@@ -42,10 +42,12 @@ demo_summary() {
             }
         ' "$RESULTS/journal.txt"
         echo "  arrays: $(grep -E '^md' "$RESULTS/mdstat" | tr '\n' ';')"
-        echo "  logs: $RUN_DIR (serial.log, results/journal.txt, results/)"
-    } >"$out"
-    cat "$out" >>"$RUN_DIR/summary.txt"
-    cat "$out"
+        echo "  logs: $RUN_DIR (${SERIAL##*/}, ${RESULTS##*/}/journal.txt)"
+    })
+    # Appended: the demo scenario boots both builders.
+    echo "$text" >>"$out"
+    echo "$text" >>"$RUN_DIR/summary.txt"
+    echo "$text"
 }
 
 demo_boot() {
