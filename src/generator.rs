@@ -6,7 +6,7 @@ use crate::units::Entry;
 use anyhow::{Context, Result};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 /// Logs to /dev/kmsg: a generator runs before journald.
@@ -114,22 +114,7 @@ fn write_secrets(root: &Path, g: &Generated) -> Result<()> {
         if consumed_marker(&path).exists() {
             continue;
         }
-        if let Some(parent) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        f.write_all(s.contents.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::steps::private::write(&path, s.contents.as_bytes())?;
     }
     Ok(())
 }

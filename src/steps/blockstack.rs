@@ -8,8 +8,6 @@ use crate::steps::cmd::{run as sh, run_ok, settle};
 use crate::steps::{mounts, notify};
 use anyhow::{bail, Context, Result};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tracing::info;
 
@@ -46,21 +44,6 @@ pub fn multipath(_a: MultipathArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(p) = path.parent() {
-        fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-    }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 pub fn luks(a: LuksArgs) -> Result<()> {
     let dev = crate::values::DevSpec::parse("--device", &a.device)
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -95,7 +78,7 @@ pub fn luks(a: LuksArgs) -> Result<()> {
                 )
             })?;
         let p = PathBuf::from(format!("{}/luks-{}.key", crate::plan::SECRETS_DIR, a.name));
-        write_private(&p, &body)?;
+        crate::steps::private::write(&p, &body)?;
         remove_after = Some(p.clone());
         p
     } else {

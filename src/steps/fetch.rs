@@ -269,6 +269,12 @@ fn unchanged(
 }
 
 fn hash_file(p: &Path) -> Result<String> {
+    Ok(hex(&hasher_of(p)?.finalize()))
+}
+
+/// A SHA-256 state fed with a file's bytes (to finish, or to continue with
+/// the rest of a resumed download).
+fn hasher_of(p: &Path) -> Result<Sha256> {
     let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -281,7 +287,7 @@ fn hash_file(p: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
+    Ok(h)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -323,18 +329,7 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
     let (mut file, mut hasher, offset) = match status {
         StatusCode::PARTIAL_CONTENT if resuming => {
             info!("resuming {} at byte {have}", shown(url));
-            let mut h = Sha256::new();
-            let mut f = File::open(&part).with_context(|| format!("opening {}", part.display()))?;
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                let n = f
-                    .read(&mut buf)
-                    .with_context(|| format!("reading {}", part.display()))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            let h = hasher_of(&part)?;
             let f = OpenOptions::new()
                 .append(true)
                 .open(&part)

@@ -10,8 +10,6 @@ use crate::steps::cmd::{run as sh, run_ok};
 use crate::steps::notify;
 use anyhow::{bail, Context, Result};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -85,21 +83,6 @@ pub fn merge_conf(existing: &str, ours: &str) -> String {
     out
 }
 
-fn write_private(path: &str, text: &str) -> Result<()> {
-    if let Some(p) = Path::new(path).parent() {
-        fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-    }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("opening {path}"))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {path}"))
-}
-
 /// The initiator name: given, already configured, or generated (and kept in
 /// /etc/iscsi/initiatorname.iscsi, which the hand-over copies to the root).
 fn initiator(given: Option<&str>) -> Result<String> {
@@ -144,7 +127,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
         ours.push_str(&format!("{} = {}\n", k.trim(), v.trim()));
     }
     let existing = fs::read_to_string(CONF).unwrap_or_default();
-    write_private(CONF, &merge_conf(&existing, &ours))?;
+    crate::steps::private::write(Path::new(CONF), merge_conf(&existing, &ours).as_bytes())?;
     // iscsiadm starts iscsid itself (iscsid.startup); start it early anyway.
     run_ok(&["iscsid"]);
 

@@ -12,6 +12,7 @@ pub mod log;
 pub mod mounts;
 pub mod notify;
 pub mod plan;
+pub mod private;
 pub mod sysroot;
 pub mod trap;
 pub mod wipe;
