@@ -158,7 +158,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
             notify::status(&format!(
                 "iSCSI login to {target} at {portal} (attempt {tries})"
             ));
-            match login(portal, &target) {
+            match login(portal, &target, a.portal.is_none()) {
                 Ok(()) => {
                     info!("logged in to {target} at {portal}");
                     logged += 1;
@@ -187,26 +187,36 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     }
 }
 
-/// Discovery by sendtargets on the portal, then login to the target there.
-fn login(portal: &str, target: &str) -> Result<()> {
-    let found = sh(&[
-        "iscsiadm",
-        "-m",
-        "discovery",
-        "-t",
-        "sendtargets",
-        "-p",
-        portal,
-    ])?;
-    if !found
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(target))
-    {
-        bail!(
-            "{portal} does not offer {target} (it offers: {})",
-            found.trim().replace('\n', "; ")
-        );
+/// Login to the target at the portal. With `discover`, a sendtargets
+/// discovery (with its own CHAP) first checks that the portal offers the
+/// target. The node record is then made for the portal we were given, not
+/// the address the target advertises: behind NAT, or from a target bound to
+/// another address, the advertised one is often unreachable.
+fn login(portal: &str, target: &str, discover: bool) -> Result<()> {
+    if discover {
+        let found = sh(&[
+            "iscsiadm",
+            "-m",
+            "discovery",
+            "-t",
+            "sendtargets",
+            "-p",
+            portal,
+        ])?;
+        if !found
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(target))
+        {
+            bail!(
+                "{portal} does not offer {target} (it offers: {})",
+                found.trim().replace('\n', "; ")
+            );
+        }
     }
+    // A new record takes its settings (CHAP included) from iscsid.conf.
+    let _ = sh(&[
+        "iscsiadm", "-m", "node", "-o", "new", "-T", target, "-p", portal,
+    ]);
     let out = sh(&[
         "iscsiadm", "-m", "node", "-T", target, "-p", portal, "--login",
     ]);
