@@ -1,10 +1,12 @@
 # shellcheck shell=bash
 # Local disks (issue 4): guarded wipe, seed 000's layout, reuse on reboot,
-# degraded arrays, dry run. Small arrays (25 GB image and overlay arrays, no
-# AUX unless needed) and a 2 s wipe delay keep the boots short under TCG.
+# degraded arrays, dry run. Disks of the seed's real sizes (400 GB sparse
+# files) and its default arrays (0.5/25/150/150 GB); only the wipe delay is
+# shortened to its 2 s minimum.
 
-DISKS_BASE="root=live:LABEL=SQFSRAID rd.live.overlay=LABEL=ROOTRAID rd.live.overlay.overlayfs=1 metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25 ip=dhcp rd.neednet=1"
-DISKS_CMDLINE="metal.server=http://10.0.2.2:8080/ metal.aux-md-size=0 $DISKS_BASE"
+DISK_SIZE=400G
+DISKS_BASE="root=live:LABEL=SQFSRAID rd.live.overlay=LABEL=ROOTRAID rd.live.overlay.overlayfs=1 metal.wipe-delay=2 ip=dhcp rd.neednet=1"
+DISKS_CMDLINE="metal.server=http://10.0.2.2:8080/ $DISKS_BASE"
 
 # disk_fingerprint FILE: the first 16 MiB's hash and the allocated bytes: a
 # wipe, partitioning or mkfs changes one of them.
@@ -22,12 +24,13 @@ data_disk() { # NAME SIZE LABEL
 
 scenario_disks_fresh() {
     publish_image
-    vm_add_scsi "$(vm_disk a 64G)" FRESH-A
-    vm_add_scsi "$(vm_disk b 64G)" FRESH-B
+    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" FRESH-A
+    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" FRESH-B
     vm_boot --initrd mkosi --append "$DISKS_CMDLINE" || true
     assert_report
-    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "BOOT, SQFS and ROOT arrays (no AUX with metal.aux-md-size=0)"
-    assert_eq "$(grep -c '\[UU\]' "$RESULTS/mdstat")" 3 "each array mirrored on both disks"
+    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 4 "BOOT, SQFS, ROOT and AUX arrays"
+    assert_eq "$(grep -c '\[UU\]' "$RESULTS/mdstat")" 4 "each array mirrored on both disks"
+    assert_file_contains vgs "metalvg0"
     assert_report_mount LiveOS_rootfs / overlay
     assert_journal_contains "Found the following disks for the main RAID array \(qty. \[2\]\): \[sda sdb\]"
 }
@@ -39,9 +42,9 @@ scenario_disks_reboot_fetch_unchanged_fetch_new_image() {
     publish_image
     local size
     size=$(stat -c %s "$WWW/squashfs.img")
-    local cmd="metal.server=http://10.0.2.2:8081/ metal.aux-md-size=0 $DISKS_BASE"
-    vm_add_scsi "$(vm_disk a 64G)" REBOOT-A
-    vm_add_nvme "$(vm_disk b 64G)" REBOOT-B
+    local cmd="metal.server=http://10.0.2.2:8081/ $DISKS_BASE"
+    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" REBOOT-A
+    vm_add_nvme "$(vm_disk b "$DISK_SIZE")" REBOOT-B
     vm_boot --append "$cmd metaltest.hook=write-marker" || true
     assert_report
     local md_uuids
@@ -83,8 +86,8 @@ scenario_disks_reboot_fetch_unchanged_fetch_new_image() {
 scenario_disks_degraded() {
     publish_image
     local a b
-    a="$(vm_disk a 64G)"
-    b="$(vm_disk b 64G)"
+    a="$(vm_disk a "$DISK_SIZE")"
+    b="$(vm_disk b "$DISK_SIZE")"
     vm_add_scsi "$a" DEGRADED-A
     vm_add_scsi "$b" DEGRADED-B
     vm_boot --append "$DISKS_CMDLINE metaltest.hook=write-marker" || true
@@ -103,10 +106,10 @@ scenario_disks_degraded() {
 
 scenario_disks_single() {
     publish_image
-    vm_add_scsi "$(vm_disk a 64G)" SINGLE-A
+    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" SINGLE-A
     vm_boot --append "metal.disks=1 $DISKS_CMDLINE" || true
     assert_report
-    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "three one-member arrays"
+    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 4 "four one-member arrays"
     assert_mdstat_contains "\[1/1\] \[U\]"
     assert_report_mount LiveOS_rootfs / overlay
 }
@@ -114,8 +117,8 @@ scenario_disks_single() {
 scenario_disks_dry() {
     publish_image
     local a b before
-    a="$(data_disk a 64G OLDDATA-A)"
-    b="$(data_disk b 64G OLDDATA-B)"
+    a="$(data_disk a "$DISK_SIZE" OLDDATA-A)"
+    b="$(data_disk b "$DISK_SIZE" OLDDATA-B)"
     before="$(disk_fingerprint "$a") $(disk_fingerprint "$b")"
     vm_add_scsi "$a" DRY-A
     vm_add_scsi "$b" DRY-B
@@ -130,18 +133,18 @@ scenario_disks_dry() {
 
 scenario_disks_no_wipe() {
     publish_image
-    vm_add_scsi "$(vm_disk a 64G)" NOWIPE-A
-    vm_add_scsi "$(vm_disk b 64G)" NOWIPE-B
+    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" NOWIPE-A
+    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" NOWIPE-B
     vm_boot --append "metal.no-wipe=1 $DISKS_CMDLINE" || true
     assert_report
     assert_journal_not_contains "Warning: local storage device wipe commencing"
-    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "layout built on the blank disks"
+    assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 4 "layout built on the blank disks"
     # Boot 2: a disk with data and metal.no-wipe=1 is refused, not paved.
     VM_DISK_ARGS=()
     VM_HAVE_SCSI=
     local c d before
-    c="$(data_disk c 64G KEEPME-C)"
-    d="$(data_disk d 64G KEEPME-D)"
+    c="$(data_disk c "$DISK_SIZE" KEEPME-C)"
+    d="$(data_disk d "$DISK_SIZE" KEEPME-D)"
     before="$(disk_fingerprint "$c") $(disk_fingerprint "$d")"
     vm_add_scsi "$c" NOWIPE-C
     vm_add_scsi "$d" NOWIPE-D
@@ -161,9 +164,9 @@ scenario_disks_guards() {
     lun="$(data_disk lun 40G LUNDATA)"
     before="$(disk_fingerprint "$usb") $(disk_fingerprint "$small") $(disk_fingerprint "$lun")"
     tgt_add_target 1 iqn.2026-11.metaltest:guard "$lun"
-    vm_add_scsi "$(vm_disk a 64G)" GUARD-A
+    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" GUARD-A
     vm_add_scsi "$small" GUARD-SMALL
-    vm_add_nvme "$(vm_disk b 64G)" GUARD-B
+    vm_add_nvme "$(vm_disk b "$DISK_SIZE")" GUARD-B
     vm_add_usb "$usb" GUARD-USB
     vm_boot --append "$DISKS_CMDLINE netroot=iscsi:10.0.2.2::::iqn.2026-11.metaltest:guard" || true
     assert_report
@@ -182,15 +185,15 @@ scenario_disks_guards() {
 # disks are dirty: the wipe removes both VGs, stops and zeroes the arrays.
 scenario_disks_dirty() {
     publish_image
-    local cmd1="metal.server=http://10.0.2.2:8080/ metal.aux-md-size=5 $DISKS_BASE"
-    vm_add_scsi "$(vm_disk a 64G)" DIRTY-A
-    vm_add_scsi "$(vm_disk b 64G)" DIRTY-B
-    vm_add_scsi "$(vm_disk c 64G)" DIRTY-CEPH
+    local cmd1="metal.server=http://10.0.2.2:8080/ $DISKS_BASE"
+    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" DIRTY-A
+    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" DIRTY-B
+    vm_add_scsi "$(vm_disk c "$DISK_SIZE")" DIRTY-CEPH
     vm_boot --append "$cmd1 metaltest.hook=make-ceph-vg" || true
     assert_report
     assert_file_contains vgs "metalvg0"
     assert_file_contains hooks/make-ceph-vg.log "ceph-metaltest"
-    local cmd2="metal.server=http://10.0.2.2:8080/ metal.aux-md-size=0 root=live:LABEL=SQFS2 rd.live.overlay=LABEL=ROOT2 rd.live.overlay.overlayfs=1 metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25 ip=dhcp rd.neednet=1"
+    local cmd2="metal.server=http://10.0.2.2:8080/ root=live:LABEL=SQFS2 rd.live.overlay=LABEL=ROOT2 rd.live.overlay.overlayfs=1 metal.wipe-delay=2 ip=dhcp rd.neednet=1"
     vm_boot --append "$cmd2" || true
     assert_report
     assert_journal_contains "removing volume group \[ceph-metaltest\]"
