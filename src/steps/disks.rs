@@ -344,6 +344,9 @@ pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
 /// True when both labels of an existing layout are present (a reboot).
 /// Assembles existing arrays first, as udev may not have yet.
 pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
+    // md is a module: nothing loads it on a reboot before an array is
+    // assembled (boot 1 got it from mdadm --create).
+    crate::steps::cmd::run_ok(&["modprobe", "-a", "md_mod", "raid1", "raid0", "raid10"]);
     crate::steps::cmd::run_ok(&["mdadm", "--assemble", "--scan"]);
     crate::steps::cmd::settle();
     start_pending_arrays();
