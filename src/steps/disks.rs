@@ -347,13 +347,35 @@ pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
     // md is a module: nothing loads it on a reboot before an array is
     // assembled (boot 1 got it from mdadm --create).
     crate::steps::cmd::run_ok(&["modprobe", "-a", "md_mod", "raid1", "raid0", "raid10"]);
-    crate::steps::cmd::run_ok(&["mdadm", "--assemble", "--scan"]);
+    assemble_found_arrays();
     crate::steps::cmd::settle();
     start_pending_arrays();
     crate::steps::cmd::settle();
     labels
         .iter()
         .all(|l| prefix.join("dev/disk/by-label").join(l).exists())
+}
+
+/// Assembles every array whose members carry an md superblock, whatever
+/// the initrd's mdadm.conf says (its HOMEHOST or AUTO lines can keep arrays
+/// of another host name, such as the initrd's, from assembling), and runs
+/// them even with a member missing.
+fn assemble_found_arrays() {
+    let found = crate::steps::cmd::run(&["mdadm", "--examine", "--scan"]).unwrap_or_default();
+    let arrays: Vec<&str> = found.lines().filter(|l| l.starts_with("ARRAY")).collect();
+    if arrays.is_empty() {
+        return;
+    }
+    let conf = format!(
+        "DEVICE partitions containers\nHOMEHOST <ignore>\nAUTO +all\n{}\n",
+        arrays.join("\n")
+    );
+    let path = "/run/metalroot/mdadm.conf";
+    if std::fs::create_dir_all("/run/metalroot").is_err() || std::fs::write(path, conf).is_err() {
+        return;
+    }
+    tracing::info!("found md arrays: {}", arrays.join("; "));
+    crate::steps::cmd::run_ok(&["mdadm", "--assemble", "--scan", "--run", "--config", path]);
 }
 
 /// Starts arrays that assembled but did not run (a member missing: PENDING
