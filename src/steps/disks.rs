@@ -273,8 +273,11 @@ pub fn part_dev(disk: &str, n: u32) -> String {
     }
 }
 
-/// Scans, logs every disk's verdict, and checks there are enough.
-pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
+/// Waits until the image source's label is present and the set of disks has
+/// settled with enough eligible ones (or the wait runs out). Must come before
+/// anything looks at the disks, the search for an existing layout included:
+/// right after udev's trigger the disks may not be probed yet.
+pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
@@ -302,17 +305,22 @@ pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
     let start = std::time::Instant::now();
     let mut last_names: Vec<String> = Vec::new();
     let mut last_change = std::time::Instant::now();
-    let (ok, verdicts) = loop {
+    loop {
         let all = scan(&a.sysroot_prefix, &a.protect_label)?;
         let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
         if names != last_names {
             last_names = names;
             last_change = std::time::Instant::now();
         }
-        let (ok, verdicts) = choose(&all, &rules);
-        let stable = last_change.elapsed().as_secs() >= DISK_STABLE_SECS;
-        if (stable && ok.len() as u64 >= a.disks) || start.elapsed().as_secs() >= DISK_WAIT_SECS {
-            break (ok, verdicts);
+        let (ok, _) = choose(&all, &rules);
+        let quiet = last_change.elapsed().as_secs();
+        // Enough disks and settled; or settled for long with too few (a
+        // degraded reboot: the layout check or the count decides next).
+        if (quiet >= DISK_STABLE_SECS && ok.len() as u64 >= a.disks)
+            || quiet >= 2 * DISK_STABLE_SECS
+            || start.elapsed().as_secs() >= DISK_WAIT_SECS
+        {
+            return Ok(());
         }
         crate::steps::notify::status(&format!(
             "waiting for the disks to settle: {} eligible of {} needed",
@@ -320,7 +328,18 @@ pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
             a.disks
         ));
         std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// Scans (after `wait_settled`), logs every disk's verdict, and checks
+/// there are enough.
+pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
+    let rules = Rules {
+        min_size: a.min_disk_size_gib << 30,
+        allow: a.allow.clone(),
     };
+    let all = scan(&a.sysroot_prefix, &a.protect_label)?;
+    let (ok, verdicts) = choose(&all, &rules);
     for (d, v) in &verdicts {
         tracing::info!(
             "disk {} ({} bytes, bus {}, serial {:?}): {v}",

@@ -16,6 +16,7 @@ pub const VG: &str = "metalvg0";
 pub fn run(a: LayoutArgs) -> Result<()> {
     let d = &a.disks;
     notify::status("looking for an existing layout");
+    crate::steps::disks::wait_settled(d)?;
     if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
         run_ok(&["lvm", "vgchange", "--activate", "y", VG]);
         settle();

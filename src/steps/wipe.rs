@@ -14,6 +14,7 @@ const DOC: &str = "https://github.com/Cray-HPE/dracut-metal-mdsquash";
 
 pub fn run(a: WipeArgs) -> Result<()> {
     let d = &a.disks;
+    crate::steps::disks::wait_settled(d)?;
     if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
         info!(
             "found LABEL={} and LABEL={}: an existing layout, nothing is wiped",
