@@ -42,12 +42,15 @@ pub fn run_s(argv: &[String]) -> Result<String> {
     run(&v)
 }
 
-/// Runs a tool whose failure is expected in normal operation; logs it.
+/// Runs a tool whose failure is expected in normal operation (partprobe on a
+/// blank disk, assembling when there is nothing to assemble); logs it at
+/// info level, since it is still the first thing to read when a boot goes
+/// wrong.
 pub fn run_ok(argv: &[&str]) -> bool {
     match run(argv) {
         Ok(_) => true,
         Err(e) => {
-            tracing::debug!("{e:#}");
+            tracing::info!("(not fatal) {e:#}");
             false
         }
     }
