@@ -64,13 +64,15 @@ scenario_disks_reboot_fetch_unchanged_fetch_new_image() {
     served=$(fault_stats | jq -r .body_bytes)
     check "boot 2 fetched <= 1 MiB ($served bytes served)" test "$served" -le $((1024 * 1024))
 
-    # A new image on the server: the root gains a hook that says so.
-    local extra="$RUN_DIR/extra"
-    mkdir -p "$extra/usr/local/lib/metaltest/hooks"
-    printf '#!/bin/sh\necho v2 >"$1/image-version"\n' >"$extra/usr/local/lib/metaltest/hooks/image-version"
-    chmod +x "$extra/usr/local/lib/metaltest/hooks/image-version"
-    cp "$ROOT_SQUASHFS" "$WWW/squashfs.img.new"
-    mksquashfs "$extra" "$WWW/squashfs.img.new" -no-progress -quiet >/dev/null
+    # A new image on the server: the root gains a hook that says so. (Rebuilt
+    # whole: appending to a squashfs renames clashing directories.)
+    local tree="$RUN_DIR/newroot"
+    unsquashfs -q -n -d "$tree" "$ROOT_SQUASHFS" >/dev/null
+    mkdir -p "$tree/usr/local/lib/metaltest/hooks"
+    printf '#!/bin/sh\necho v2 >"$1/image-version"\n' >"$tree/usr/local/lib/metaltest/hooks/image-version"
+    chmod +x "$tree/usr/local/lib/metaltest/hooks/image-version"
+    mksquashfs "$tree" "$WWW/squashfs.img.new" -noappend -comp zstd -no-progress -quiet >/dev/null
+    rm -rf "$tree"
     mv "$WWW/squashfs.img.new" "$WWW/squashfs.img"
     (cd "$WWW" && sha256sum squashfs.img >squashfs.img.sha256)
     fault_reset
