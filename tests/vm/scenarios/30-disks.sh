@@ -201,7 +201,8 @@ scenario_disks_dirty() {
     assert_journal_contains "removing volume group \[ceph-metaltest\]"
     assert_journal_contains "removing volume group \[metalvg0\]"
     assert_journal_contains "targeting the following RAID\(s\): \[/dev/md"
-    assert_file_not_contains vgs "metalvg0|ceph-metaltest"
+    # metalvg0 is there again: the new layout's, on the new AUX array.
+    assert_file_not_contains vgs "ceph-metaltest"
     check "new labels SQFS2 and ROOT2, old ones gone" \
         bash -c "grep -q 'LABEL=\"SQFS2\"' '$RESULTS/blkid' && grep -q 'LABEL=\"ROOT2\"' '$RESULTS/blkid' && ! grep -q 'LABEL=\"SQFSRAID\"' '$RESULTS/blkid'"
 }
