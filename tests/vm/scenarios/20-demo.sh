@@ -84,8 +84,7 @@ scenario_demo() {
     demo_boot dracut
     # Fresh disks for the second builder; keep the boot counter, so both
     # boots' results stay (results/ and results.2/).
-    VM_DISK_ARGS=()
-    VM_HAVE_SCSI=
+    vm_detach_disks
     demo_boot mkosi
 }
 

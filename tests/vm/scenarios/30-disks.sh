@@ -95,8 +95,7 @@ scenario_disks_degraded() {
     vm_boot --append "$DISKS_CMDLINE metaltest.hook=write-marker" || true
     assert_report
     # Boot 2: disk B is gone.
-    VM_DISK_ARGS=()
-    VM_HAVE_SCSI=
+    vm_detach_disks
     vm_add_scsi "$a" DEGRADED-A
     vm_boot --append "$DISKS_CMDLINE metaltest.hook=read-marker" || true
     assert_report
@@ -142,8 +141,7 @@ scenario_disks_no_wipe() {
     assert_journal_not_contains "Warning: local storage device wipe commencing"
     assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 4 "layout built on the blank disks"
     # Boot 2: a disk with data and metal.no-wipe=1 is refused, not paved.
-    VM_DISK_ARGS=()
-    VM_HAVE_SCSI=
+    vm_detach_disks
     local c d before
     c="$(data_disk c "$DISK_SIZE" KEEPME-C)"
     d="$(data_disk d "$DISK_SIZE" KEEPME-D)"
