@@ -75,6 +75,7 @@ scenario_disks_reboot_fetch_unchanged_fetch_new_image() {
     rm -rf "$tree"
     mv "$WWW/squashfs.img.new" "$WWW/squashfs.img"
     (cd "$WWW" && sha256sum squashfs.img >squashfs.img.sha256)
+    size=$(stat -c %s "$WWW/squashfs.img")
     fault_reset
     vm_boot --append "$cmd metaltest.hook=read-marker metaltest.hook=image-version" || true
     assert_report
