@@ -286,18 +286,11 @@ pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
     // source that has not shown up yet could otherwise be taken for a blank
     // disk. Without it the fetch would fail anyway, so stop before wiping.
     for label in &a.protect_label {
-        let link = format!("/dev/disk/by-label/{label}");
-        let path = a.sysroot_prefix.join(link.trim_start_matches('/'));
-        let start = std::time::Instant::now();
-        while !path.exists() {
-            if start.elapsed().as_secs() >= DISK_WAIT_SECS {
-                anyhow::bail!(
-                    "the image source LABEL={label} did not appear within {DISK_WAIT_SECS} s; nothing was wiped or created"
-                );
-            }
-            crate::steps::notify::status(&format!("waiting for LABEL={label}, the image source"));
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
+        let path = a.sysroot_prefix.join("dev/disk/by-label").join(label);
+        crate::steps::notify::status(&format!("waiting for LABEL={label}, the image source"));
+        crate::steps::mounts::wait_for(&path.to_string_lossy(), DISK_WAIT_SECS).with_context(
+            || format!("the image source LABEL={label} is missing; nothing was wiped or created"),
+        )?;
     }
     // Disks are probed asynchronously at boot (USB storage a second or more
     // after its controller): wait until the set of disks has not changed for
