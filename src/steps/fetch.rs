@@ -4,14 +4,14 @@
 //! skipped on a reboot when the local copy still matches.
 
 use crate::cli::FetchArgs;
-use crate::steps::{mounts, notify};
+use crate::steps::{hashed_copy, mounts, notify};
 use anyhow::{anyhow, bail, Context, Result};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{ETAG, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -375,7 +375,8 @@ fn header(r: &Response, name: reqwest::header::HeaderName) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Copies the body to the file while hashing; returns the file's length.
+/// Copies the body to the file while hashing, with progress in `STATUS=`;
+/// returns the file's length.
 fn stream(
     mut src: impl Read,
     out: &mut File,
@@ -384,40 +385,30 @@ fn stream(
     total: Option<u64>,
     url: &str,
 ) -> Result<u64> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = offset;
     let start = Instant::now();
     let mut last = Instant::now();
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("reading from {} at byte {done}", shown(url)))
-            }
-        };
-        out.write_all(&buf[..n]).context("writing the image")?;
-        hasher.update(&buf[..n]);
-        done += n as u64;
-        if last.elapsed() >= Duration::from_secs(1) {
-            last = Instant::now();
-            let rate = (done - offset) as f64 / start.elapsed().as_secs_f64().max(0.001);
-            let pct = total
-                .map(|t| format!("{}% ", done * 100 / t.max(1)))
-                .unwrap_or_default();
-            notify::status(&format!(
-                "downloading {}: {pct}({} of {} MiB) at {:.1} MiB/s",
-                shown(url),
-                done >> 20,
-                total
-                    .map(|t| (t >> 20).to_string())
-                    .unwrap_or_else(|| "?".into()),
-                rate / 1048576.0
-            ));
+    let progress = |done: u64| {
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
         }
-    }
+        last = Instant::now();
+        let rate = (done - offset) as f64 / start.elapsed().as_secs_f64().max(0.001);
+        let pct = total
+            .map(|t| format!("{}% ", done * 100 / t.max(1)))
+            .unwrap_or_default();
+        notify::status(&format!(
+            "downloading {}: {pct}({} of {} MiB) at {:.1} MiB/s",
+            shown(url),
+            done >> 20,
+            total
+                .map(|t| (t >> 20).to_string())
+                .unwrap_or_else(|| "?".into()),
+            rate / 1048576.0
+        ));
+    };
+    let (done, h) = hashed_copy::copy(&mut src, out, hasher.clone(), offset, progress)
+        .with_context(|| format!("reading from {}", shown(url)))?;
+    *hasher = h;
     Ok(done)
 }
 

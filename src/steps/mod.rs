@@ -6,6 +6,7 @@ pub mod disks;
 pub mod fail;
 pub mod fetch;
 pub mod handover;
+pub mod hashed_copy;
 pub mod iscsi;
 pub mod layout;
 pub mod log;
