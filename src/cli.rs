@@ -202,6 +202,10 @@ pub struct SysrootArgs {
     pub overlay_reset: bool,
     #[arg(long)]
     pub overlay_readonly: bool,
+    /// OverlayFS even for an image that carries LiveOS/rootfs.img, which
+    /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
+    #[arg(long)]
+    pub overlayfs: bool,
     #[arg(long)]
     pub no_overlay: bool,
     /// tmpfs or zram upper layer (metal.overlay).

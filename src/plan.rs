@@ -543,6 +543,9 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             ]),
             (None, _) => {}
         }
+        if c.overlayfs {
+            sysroot_argv.push(s("--overlayfs"));
+        }
         if !matches!(c.ram, Some(RamMode::Copy | RamMode::Squashfs)) {
             sysroot_argv.extend([s("--tmpfs-size-mib"), c.overlay_size_mib.to_string()]);
         }

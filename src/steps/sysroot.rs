@@ -18,6 +18,13 @@ use tracing::info;
 const LIVE: &str = "/run/initramfs/live";
 const BASE: &str = "/run/rootfsbase";
 const RAM_IMAGE: &str = "/run/initramfs/squashed.img";
+/// Where dracut mounts a squashfs that carries a filesystem image.
+const SQUASHFS: &str = "/run/initramfs/squashfs";
+/// The root filesystem images live media carry inside the squashfs, as
+/// dracut looks for them (ext3fs.img on older Fedora and oVirt Node media).
+const FS_IMAGES: &[&str] = &["LiveOS/rootfs.img", "LiveOS/ext3fs.img"];
+/// dracut's name for the device-mapper snapshot that is the root.
+const LIVE_RW: &str = "live-rw";
 
 fn dev_path(spec: &str) -> Result<String> {
     Ok(DevSpec::parse("--device", spec)
@@ -67,12 +74,50 @@ fn copy_to_ram(image: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(RAM_IMAGE))
 }
 
-fn mount_squashfs(image: &Path, at: &Path) -> Result<()> {
+/// The attached squashfs, and the filesystem image it carries instead of a
+/// root tree, if any.
+struct Squashfs {
+    dev: String,
+    fs_image: Option<PathBuf>,
+}
+
+/// Attaches the squashfs and looks inside: a root tree, or (oVirt Node,
+/// older Fedora media) `LiveOS/rootfs.img`. A squashfs that carries an image
+/// stays mounted where dracut mounts it, /run/initramfs/squashfs.
+fn open_squashfs(image: &Path) -> Result<Squashfs> {
     if !image.exists() {
         bail!("the root image {} does not exist", image.display());
     }
     let dev = loop_attach(image)?;
-    mount_fs(&dev, at, "squashfs", MsFlags::MS_RDONLY, None)
+    let at = Path::new(SQUASHFS);
+    mount_fs(&dev, at, "squashfs", MsFlags::MS_RDONLY, None)?;
+    let fs_image = fs_image_in(at).map(|f| at.join(f));
+    match &fs_image {
+        Some(f) => info!("the squashfs carries {}", f.display()),
+        None => nix::mount::umount(at).with_context(|| format!("umount {SQUASHFS}"))?,
+    }
+    Ok(Squashfs { dev, fs_image })
+}
+
+/// The filesystem image a mounted squashfs carries, when it holds one and
+/// no root tree.
+fn fs_image_in(squashfs: &Path) -> Option<&'static str> {
+    if squashfs.join("usr").exists() {
+        return None;
+    }
+    FS_IMAGES
+        .iter()
+        .find(|f| squashfs.join(f).is_file())
+        .copied()
+}
+
+/// Mounts the root's read-only base at `at`: the squashfs's tree, or the
+/// filesystem image inside it.
+fn mount_base(sq: &Squashfs, at: &Path) -> Result<()> {
+    match &sq.fs_image {
+        None => mount_fs(&sq.dev, at, "squashfs", MsFlags::MS_RDONLY, None),
+        Some(img) => mount_dev(&loop_attach(img)?, at, true),
+    }
 }
 
 fn tree_size(p: &Path) -> u64 {
@@ -126,9 +171,10 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     if a.copy_to_ram {
         image = copy_to_ram(&image)?;
     }
+    let sq = open_squashfs(&image)?;
     match a.ram.as_deref() {
         Some("copy") => {
-            mount_squashfs(&image, Path::new(BASE))?;
+            mount_base(&sq, Path::new(BASE))?;
             let need = tree_size(Path::new(BASE));
             check_fits("metal.ram=copy", need)?;
             let size = format!("size={}", need + need / 2 + (256 << 20));
@@ -146,13 +192,16 @@ pub fn run(a: SysrootArgs) -> Result<()> {
             return Ok(());
         }
         Some("squashfs") => {
-            mount_squashfs(&image, &target)?;
+            mount_base(&sq, &target)?;
             info!("root is the squashfs, read-only");
             return Ok(());
         }
         _ => {}
     }
-    mount_squashfs(&image, Path::new(BASE))?;
+    if let Some(img) = sq.fs_image.as_ref().filter(|_| wants_snapshot(&a)) {
+        return snapshot_root(&a, img, live_id.as_ref());
+    }
+    mount_base(&sq, Path::new(BASE))?;
     if a.no_overlay {
         crate::steps::mounts::bind(Path::new(BASE), &target)?;
         return Ok(());
@@ -183,6 +232,117 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     )?;
     notify::status("root assembled");
     Ok(())
+}
+
+/// dracut's choice for media that carry a filesystem image: a device-mapper
+/// snapshot, unless OverlayFS is asked for (`rd.live.overlay.overlayfs`) or
+/// the upper layer is one only OverlayFS has (zram, boot to RAM, none).
+fn wants_snapshot(a: &SysrootArgs) -> bool {
+    !a.overlayfs && !a.no_overlay && a.ram.is_none() && a.upper.is_none()
+}
+
+/// The device-mapper form: the root is a snapshot `live-rw` of the image,
+/// whose copy-on-write store is the persistent overlay file
+/// (`rd.live.overlay=<dev>:<file>`, seed 003's `dd` file) or, without one, a
+/// sparse file in a tmpfs of `rd.live.overlay.size`.
+fn snapshot_root(a: &SysrootArgs, img: &Path, live: Option<&(String, String)>) -> Result<()> {
+    let base = loop_attach(img)?;
+    let sectors = sh(&["blockdev", "--getsz", &base])?.trim().to_string();
+    let (cow, kind) = match &a.overlay_device {
+        Some(spec) => (persistent_cow(a, spec, live)?, "P"),
+        None => (ram_cow(a.tmpfs_size_mib)?, "N"),
+    };
+    // Chunks of 8 sectors (4 KiB), as dracut makes them: a store made by
+    // dracut stays readable.
+    let table = format!("0 {sectors} snapshot {base} {cow} {kind} 8");
+    sh(&["dmsetup", "create", LIVE_RW, "--table", &table])?;
+    let root = format!("/dev/mapper/{LIVE_RW}");
+    mount_dev(&root, &a.target, false)?;
+    info!(
+        "root is {root}: a snapshot of {} with its changes in {cow}",
+        img.display()
+    );
+    notify::status("root assembled");
+    Ok(())
+}
+
+/// The persistent copy-on-write file on `rd.live.overlay`'s device, on a
+/// read-write loop device. An empty (zeroed) file is a new store.
+fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) -> Result<String> {
+    if a.overlay_readonly {
+        bail!(
+            "rd.live.overlay.readonly=1 needs OverlayFS, but the image carries a filesystem \
+             image and would be a device-mapper snapshot; add rd.live.overlay.overlayfs=1"
+        );
+    }
+    let dev = dev_path(spec)?;
+    wait_for(&dev, a.device_timeout)?;
+    let mnt = Path::new("/run/initramfs/overlayfs");
+    if !is_mountpoint(mnt) {
+        mount_dev(&dev, mnt, false)?;
+    }
+    let rel = match &a.overlay_path {
+        Some(p) => p.trim_start_matches('/').to_string(),
+        None => {
+            let (label, uuid) = live.cloned().unwrap_or_default();
+            format!("{}/overlay-{label}-{uuid}", a.live_dir)
+        }
+    };
+    let file = mnt.join(rel);
+    if !file.is_file() {
+        bail!(
+            "rd.live.overlay: the snapshot file {} does not exist on {dev} \
+             (make it with dd if=/dev/zero of=<file> bs=1M count=<MiB>)",
+            file.display()
+        );
+    }
+    let fstype = blkid(&file.to_string_lossy(), "TYPE");
+    if !fstype.is_empty() {
+        bail!(
+            "rd.live.overlay: {} on {dev} holds a {fstype} filesystem, not a device-mapper \
+             snapshot store; to use it as an OverlayFS upper add rd.live.overlay.overlayfs=1",
+            file.display()
+        );
+    }
+    if a.overlay_reset {
+        info!("Resetting the device-mapper overlay {}", file.display());
+        zero_header(&file)?;
+    }
+    let out = sh(&["losetup", "--find", "--show", &file.to_string_lossy()])?;
+    info!("persistent snapshot store {} on {dev}", file.display());
+    Ok(out.trim().to_string())
+}
+
+/// A snapshot store whose header is zeroed is empty again.
+fn zero_header(file: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .with_context(|| format!("opening {}", file.display()))?;
+    f.write_all(&[0u8; 64 << 10])
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("zeroing the header of {}", file.display()))
+}
+
+/// A sparse store in a tmpfs of `size_mib`: changes last until power-off.
+fn ram_cow(size_mib: u64) -> Result<String> {
+    let m = Path::new("/run/initramfs/tmpfs-overlay");
+    if !is_mountpoint(m) {
+        mount_fs(
+            "tmpfs",
+            m,
+            "tmpfs",
+            MsFlags::empty(),
+            Some(&format!("mode=0755,size={size_mib}m")),
+        )?;
+    }
+    let file = m.join("overlay");
+    let f = fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?;
+    f.set_len(size_mib << 20)
+        .with_context(|| format!("sizing {}", file.display()))?;
+    let out = sh(&["losetup", "--find", "--show", &file.to_string_lossy()])?;
+    Ok(out.trim().to_string())
 }
 
 fn dirs(upper: &Path, work: &Path) -> Result<(PathBuf, PathBuf)> {
@@ -246,6 +406,14 @@ fn persistent_upper(
     let mut work = upper.parent().unwrap_or(mnt).join("ovlwork");
     if upper.is_file() {
         // oVirt's form: a filesystem image file holding the changes.
+        if blkid(&upper.to_string_lossy(), "TYPE").is_empty() {
+            bail!(
+                "rd.live.overlay: {} on {dev} holds no filesystem: as a device-mapper \
+                 snapshot store it needs an image that carries LiveOS/rootfs.img; as an \
+                 OverlayFS upper it must be a filesystem image (mkfs.ext4 it)",
+                upper.display()
+            );
+        }
         let img = Path::new("/run/initramfs/overlay-image");
         let loopdev = sh(&["losetup", "--find", "--show", &upper.to_string_lossy()])?;
         mount_dev(loopdev.trim(), img, false)?;
