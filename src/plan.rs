@@ -322,9 +322,11 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
             s("metalroot: multipath over the iSCSI paths"),
             vec![s(BIN), s("multipath")],
         );
-        // Waits for the logins it can get; a dead path is not fatal.
-        st.wants = block_units.clone();
-        st.pulls = iscsi_units.clone();
+        // Builds the maps from the paths the logins gave: it must follow
+        // them (Wants= + After=), or it runs before any path exists. A dead
+        // path is not fatal: its login fails (after its retries) and the
+        // map is built from the others.
+        st.wants = iscsi_units.clone();
         block_units = vec![st.unit()];
         steps.push(st);
     }
@@ -943,6 +945,24 @@ mod tests {
                 sys.argv
             );
         }
+    }
+
+    #[test]
+    fn multipath_follows_every_login() {
+        let p = plan(
+            "root=/dev/mapper/mpatha netroot=iscsi:10.0.0.1::3262::iqn.a:root \
+             netroot=iscsi:10.0.0.1::3260::iqn.a:root rd.multipath=default",
+        );
+        let mp = p
+            .steps
+            .iter()
+            .find(|s| s.name == "metalroot-multipath")
+            .unwrap();
+        // Wants= + After=: the maps are built from the paths the logins gave.
+        assert_eq!(
+            mp.wants,
+            ["metalroot-iscsi-1.service", "metalroot-iscsi-2.service"]
+        );
     }
 
     #[test]

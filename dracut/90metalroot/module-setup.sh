@@ -110,6 +110,11 @@ install() {
     inst_multiple "${METALROOT_REQUIRED_TOOLS[@]}"
     inst_multiple -o "${METALROOT_OPTIONAL_TOOLS[@]}"
     inst_multiple -o "$systemdutildir/systemd-cryptsetup"
+    # multipath and multipathd dlopen their path checkers and prioritizers
+    # (libchecktur.so, libprioconst.so, ...): inst_multiple cannot see them.
+    if find_binary multipath >/dev/null; then
+        inst_libdir_file "multipath/*"
+    fi
     # The CA bundle, for https sources.
     inst_multiple -o /etc/ssl/certs/ca-certificates.crt
     # iscsid/iscsiadm look for their config and the initiator name here.

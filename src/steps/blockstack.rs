@@ -25,6 +25,31 @@ blacklist {
 }
 ";
 
+const BY_PATH: &str = "/dev/disk/by-path";
+
+/// The whole-disk iSCSI LUNs among udev's by-path links
+/// (`ip-<portal>-iscsi-<target>-lun-<n>`, not their `-partN`).
+fn iscsi_disks(by_path: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(by_path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| is_iscsi_disk_link(n))
+                .map(|n| by_path.join(n).to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn is_iscsi_disk_link(name: &str) -> bool {
+    name.contains("-iscsi-")
+        && name
+            .rsplit_once("-lun-")
+            .is_some_and(|(_, lun)| !lun.is_empty() && lun.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn multipath(_a: MultipathArgs) -> Result<()> {
     let conf = Path::new("/etc/multipath.conf");
     if !conf.exists() {
@@ -36,6 +61,13 @@ pub fn multipath(_a: MultipathArgs) -> Result<()> {
         sh(&["multipathd"]).context("starting multipathd")?;
     }
     settle();
+    // find_multipaths (seed 001's "yes") makes a map only for a WWID seen
+    // through two paths or listed in /etc/multipath/wwids. The iSCSI LUNs
+    // are why multipath was asked for: list them, so a LUN whose second
+    // path is dead at boot still gets its map (the path joins it later).
+    for dev in iscsi_disks(Path::new(BY_PATH)) {
+        run_ok(&["multipath", "-a", &dev]);
+    }
     sh(&["multipath", "-v2"])?;
     settle();
     let maps = sh(&["multipath", "-ll"]).unwrap_or_default();
@@ -138,4 +170,32 @@ pub fn lvm(a: LvmArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iscsi_disk_links_only_whole_luns() {
+        assert!(is_iscsi_disk_link(
+            "ip-10.0.2.2:3260-iscsi-iqn.2026-11.metaltest:root-lun-1"
+        ));
+        assert!(!is_iscsi_disk_link(
+            "ip-10.0.2.2:3260-iscsi-iqn.2026-11.metaltest:root-lun-1-part1"
+        ));
+        assert!(!is_iscsi_disk_link("pci-0000:00:04.0-scsi-0:0:0:0"));
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "ip-10.0.2.2:3262-iscsi-iqn.a:r-lun-1",
+            "ip-10.0.2.2:3260-iscsi-iqn.a:r-lun-1",
+            "ip-10.0.2.2:3260-iscsi-iqn.a:r-lun-1-part2",
+            "virtio-pci-0000:00:05.0",
+        ] {
+            fs::write(d.path().join(n), "").unwrap();
+        }
+        let got = iscsi_disks(d.path());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].ends_with("3260-iscsi-iqn.a:r-lun-1"));
+    }
 }
