@@ -28,6 +28,7 @@ pub fn run(a: HandoverArgs) -> Result<()> {
             fs::write(&fstab, new).with_context(|| format!("writing {}", fstab.display()))?;
             info!("added LABEL=BOOTRAID to {}", fstab.display());
         }
+        record_arrays(root)?;
     }
     if a.iscsi {
         copy_in(root, "etc/iscsi/initiatorname.iscsi")?;
@@ -57,6 +58,77 @@ pub fn run(a: HandoverArgs) -> Result<()> {
     Ok(())
 }
 
+/// seed 000's arrays, by the names metalroot gives them.
+const ARRAYS: &[&str] = &["BOOT", "SQFS", "ROOT", "AUX"];
+
+/// Records the arrays assembled in the initrd in the real root's mdadm.conf
+/// (Debian's /etc/mdadm/mdadm.conf, else /etc/mdadm.conf), so that the booted
+/// system knows them by name: its mdadm --monitor watches them, an initrd it
+/// builds assembles them, and metalvg0 on AUX is found again.
+fn record_arrays(root: &Path) -> Result<()> {
+    let scan = match crate::steps::cmd::run(&["mdadm", "--detail", "--scan"]) {
+        Ok(s) => s,
+        Err(e) => {
+            info!("no arrays to record: {e:#}");
+            return Ok(());
+        }
+    };
+    let conf = mdadm_conf(root);
+    let cur = fs::read_to_string(&conf).unwrap_or_default();
+    let add = new_array_lines(&scan, &cur);
+    if add.is_empty() {
+        return Ok(());
+    }
+    let mut new = cur;
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str("# added by metalroot: seed 000's arrays, assembled in the initrd\n");
+    for l in &add {
+        new.push_str(l);
+        new.push('\n');
+    }
+    if let Some(p) = conf.parent() {
+        fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    fs::write(&conf, new).with_context(|| format!("writing {}", conf.display()))?;
+    info!("recorded {} array(s) in {}", add.len(), conf.display());
+    Ok(())
+}
+
+/// Where the real root's mdadm looks: Debian's /etc/mdadm/mdadm.conf when
+/// that directory exists, else /etc/mdadm.conf (RHEL, SUSE).
+fn mdadm_conf(root: &Path) -> std::path::PathBuf {
+    if root.join("etc/mdadm").is_dir() {
+        root.join("etc/mdadm/mdadm.conf")
+    } else {
+        root.join("etc/mdadm.conf")
+    }
+}
+
+/// The `ARRAY` lines of `mdadm --detail --scan` for seed 000's arrays that
+/// `conf` does not list yet (by UUID).
+fn new_array_lines(scan: &str, conf: &str) -> Vec<String> {
+    scan.lines()
+        .filter(|l| l.starts_with("ARRAY "))
+        .filter(|l| {
+            // By its device name, or by its name in the superblock.
+            l.split_whitespace().any(|w| {
+                ARRAYS.iter().any(|a| {
+                    w == format!("/dev/md/{a}")
+                        || w.strip_prefix("name=")
+                            .is_some_and(|n| n == *a || n.ends_with(&format!(":{a}")))
+                })
+            })
+        })
+        .filter(|l| {
+            let uuid = l.split_whitespace().find(|w| w.starts_with("UUID="));
+            !uuid.is_some_and(|u| conf.contains(u))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 fn copy_in(root: &Path, rel: &str) -> Result<()> {
     let src = Path::new("/").join(rel);
     if !src.exists() {
@@ -82,5 +154,38 @@ fn enable(root: &Path, unit: &str) {
             info!("enabled {unit} in the real root");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCAN: &str = "\
+ARRAY /dev/md/BOOT metadata=1.0 name=ncn-w001:BOOT UUID=11111111:22222222:33333333:44444444
+ARRAY /dev/md/SQFS metadata=1.2 name=ncn-w001:SQFS UUID=aaaaaaaa:22222222:33333333:44444444
+ARRAY /dev/md/AUX metadata=1.2 name=ncn-w001:AUX UUID=bbbbbbbb:22222222:33333333:44444444
+ARRAY /dev/md/data metadata=1.2 name=ncn-w001:data UUID=cccccccc:22222222:33333333:44444444
+ARRAY /dev/md127 metadata=1.2 name=any:ROOT UUID=dddddddd:22222222:33333333:44444444
+";
+
+    #[test]
+    fn records_only_the_layout_arrays_not_yet_listed() {
+        let conf = "ARRAY /dev/md/BOOT metadata=1.0 UUID=11111111:22222222:33333333:44444444\n";
+        let got = new_array_lines(SCAN, conf);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].starts_with("ARRAY /dev/md/SQFS"));
+        assert!(got[1].starts_with("ARRAY /dev/md/AUX"));
+        assert!(got[2].starts_with("ARRAY /dev/md127"));
+        assert!(new_array_lines(SCAN, &got.join("\n")).len() == 1);
+    }
+
+    #[test]
+    fn debian_path_when_etc_mdadm_exists() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(mdadm_conf(d.path()), d.path().join("etc/mdadm.conf"));
+        fs::create_dir_all(d.path().join("etc/mdadm")).unwrap();
+        assert_eq!(mdadm_conf(d.path()), d.path().join("etc/mdadm/mdadm.conf"));
+        assert_eq!(new_array_lines(SCAN, "").len(), 4);
     }
 }
