@@ -537,3 +537,64 @@ fn lower_devices(a: &SysrootArgs, lower: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Cmd};
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> SysrootArgs {
+        let mut argv = vec!["metalroot", "sysroot", "--live-device", "LABEL=L"];
+        argv.extend(extra);
+        match Cli::parse_from(argv).cmd {
+            Cmd::Sysroot(a) => a,
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn snapshot_is_dracuts_default_for_a_filesystem_image() {
+        assert!(wants_snapshot(&args(&[])));
+        assert!(wants_snapshot(&args(&[
+            "--overlay-device",
+            "/dev/sdb",
+            "--overlay-path",
+            "/persist-hda.img"
+        ])));
+        for other in [
+            &["--overlayfs"][..],
+            &["--no-overlay"],
+            &["--upper", "zram"],
+            &["--ram", "overlay"],
+        ] {
+            assert!(!wants_snapshot(&args(other)), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn finds_the_filesystem_image_only_without_a_root_tree() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(fs_image_in(d.path()), None);
+        fs::create_dir_all(d.path().join("LiveOS")).unwrap();
+        fs::write(d.path().join("LiveOS/ext3fs.img"), b"").unwrap();
+        assert_eq!(fs_image_in(d.path()), Some("LiveOS/ext3fs.img"));
+        fs::write(d.path().join("LiveOS/rootfs.img"), b"").unwrap();
+        assert_eq!(fs_image_in(d.path()), Some("LiveOS/rootfs.img"));
+        // A root tree that happens to keep an image is still a tree.
+        fs::create_dir_all(d.path().join("usr")).unwrap();
+        assert_eq!(fs_image_in(d.path()), None);
+    }
+
+    #[test]
+    fn zeroing_the_header_empties_a_store() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("persist.img");
+        fs::write(&f, vec![0xAB; 256 << 10]).unwrap();
+        zero_header(&f).unwrap();
+        let got = fs::read(&f).unwrap();
+        assert_eq!(got.len(), 256 << 10, "the store keeps its size");
+        assert!(got[..64 << 10].iter().all(|&b| b == 0));
+        assert!(got[64 << 10..].iter().all(|&b| b == 0xAB));
+    }
+}
