@@ -6,7 +6,7 @@
 //! generator wrote are marked consumed after a successful login.
 
 use crate::cli::IscsiArgs;
-use crate::steps::cmd::{run as sh, run_ok};
+use crate::steps::cmd::{run as sh, run_ok, run_s};
 use crate::steps::notify;
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -111,8 +111,21 @@ fn consume(p: &Path) {
     let _ = fs::write(crate::generator::consumed_marker(p), "");
 }
 
+/// Kernel modules a login needs. The iBFT is an ACPI table, not a device:
+/// no udev event loads iscsi_ibft, and without it /sys/firmware/ibft is
+/// missing and `iscsiadm -m fw` finds no target.
+fn modules(firmware: bool) -> Vec<&'static str> {
+    let mut m = vec!["iscsi_tcp", "crc32c"];
+    if firmware {
+        m.push("iscsi_ibft");
+    }
+    m
+}
+
 pub fn run(a: IscsiArgs) -> Result<()> {
-    let _ = sh(&["modprobe", "-a", "iscsi_tcp", "crc32c"]);
+    let mut modprobe = vec!["modprobe", "-a"];
+    modprobe.extend(modules(a.firmware));
+    let _ = sh(&modprobe);
     let name = initiator(a.initiator.as_deref())?;
     info!("initiator {name}");
     let mut ours = String::from("iscsid.startup = /usr/sbin/iscsid\nnode.startup = manual\n");
@@ -158,7 +171,13 @@ pub fn run(a: IscsiArgs) -> Result<()> {
             notify::status(&format!(
                 "iSCSI login to {target} at {portal} (attempt {tries})"
             ));
-            match login(portal, &target, a.portal.is_none()) {
+            let node = Node {
+                target: &target,
+                portal,
+                group: a.group,
+                iface: a.iface.as_deref(),
+            };
+            match login(&node, a.portal.is_none()) {
                 Ok(()) => {
                     info!("logged in to {target} at {portal}");
                     logged += 1;
@@ -192,9 +211,39 @@ pub fn run(a: IscsiArgs) -> Result<()> {
 /// target. The node record is then made for the portal we were given, not
 /// the address the target advertises: behind NAT, or from a target bound to
 /// another address, the advertised one is often unreachable.
-fn login(portal: &str, target: &str, discover: bool) -> Result<()> {
+/// One node record: the target at a portal, with the portal group and the
+/// open-iscsi interface when the command line gave them.
+struct Node<'a> {
+    target: &'a str,
+    portal: &'a str,
+    group: Option<u32>,
+    iface: Option<&'a str>,
+}
+
+impl Node<'_> {
+    /// `iscsiadm -m node -T <target> -p <portal>[,<group>] [-I <iface>] <tail>`
+    fn argv(&self, tail: &[&str]) -> Vec<String> {
+        let portal = match self.group {
+            Some(g) => format!("{},{g}", self.portal),
+            None => self.portal.to_string(),
+        };
+        let mut v: Vec<String> = ["iscsiadm", "-m", "node", "-T", self.target, "-p"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(portal);
+        if let Some(i) = self.iface {
+            v.extend(["-I".to_string(), i.to_string()]);
+        }
+        v.extend(tail.iter().map(|s| s.to_string()));
+        v
+    }
+}
+
+fn login(node: &Node, discover: bool) -> Result<()> {
+    let (portal, target) = (node.portal, node.target);
     if discover {
-        let found = sh(&[
+        let mut argv = vec![
             "iscsiadm",
             "-m",
             "discovery",
@@ -202,7 +251,11 @@ fn login(portal: &str, target: &str, discover: bool) -> Result<()> {
             "sendtargets",
             "-p",
             portal,
-        ])?;
+        ];
+        if let Some(i) = node.iface {
+            argv.extend(["-I", i]);
+        }
+        let found = sh(&argv)?;
         if !found
             .lines()
             .any(|l| l.split_whitespace().nth(1) == Some(target))
@@ -214,12 +267,8 @@ fn login(portal: &str, target: &str, discover: bool) -> Result<()> {
         }
     }
     // A new record takes its settings (CHAP included) from iscsid.conf.
-    let _ = sh(&[
-        "iscsiadm", "-m", "node", "-o", "new", "-T", target, "-p", portal,
-    ]);
-    let out = sh(&[
-        "iscsiadm", "-m", "node", "-T", target, "-p", portal, "--login",
-    ]);
+    let _ = run_s(&node.argv(&["-o", "new"]));
+    let out = run_s(&node.argv(&["--login"]));
     match out {
         Ok(_) => Ok(()),
         // Already logged in (a re-run by hand): fine.
@@ -238,6 +287,32 @@ mod tests {
         let l = auth_lines("node.session.auth", &a);
         assert!(l.contains("node.session.auth.password_in = pi"));
         assert!(parse_auth("username=u\n").is_err());
+    }
+
+    #[test]
+    fn node_records_carry_group_and_iface() {
+        let mut n = Node {
+            target: "iqn.a:t",
+            portal: "10.0.2.2:3260",
+            group: None,
+            iface: None,
+        };
+        assert_eq!(
+            n.argv(&["--login"]).join(" "),
+            "iscsiadm -m node -T iqn.a:t -p 10.0.2.2:3260 --login"
+        );
+        n.group = Some(2);
+        n.iface = Some("eth1-iface");
+        assert_eq!(
+            n.argv(&["-o", "new"]).join(" "),
+            "iscsiadm -m node -T iqn.a:t -p 10.0.2.2:3260,2 -I eth1-iface -o new"
+        );
+    }
+
+    #[test]
+    fn firmware_login_loads_the_ibft_driver() {
+        assert!(modules(true).contains(&"iscsi_ibft"));
+        assert!(!modules(false).contains(&"iscsi_ibft"));
     }
 
     #[test]
