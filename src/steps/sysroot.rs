@@ -297,7 +297,7 @@ fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) 
         );
     }
     let fstype = blkid(&file.to_string_lossy(), "TYPE");
-    if !fstype.is_empty() {
+    if !is_cow_store(&fstype) {
         bail!(
             "rd.live.overlay: {} on {dev} holds a {fstype} filesystem, not a device-mapper \
              snapshot store; to use it as an OverlayFS upper add rd.live.overlay.overlayfs=1",
@@ -311,6 +311,12 @@ fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) 
     let out = sh(&["losetup", "--find", "--show", &file.to_string_lossy()])?;
     info!("persistent snapshot store {} on {dev}", file.display());
     Ok(out.trim().to_string())
+}
+
+/// What blkid says of a snapshot store: nothing for a new (zeroed) one, and
+/// `DM_snapshot_cow` once the kernel has written its header.
+fn is_cow_store(blkid_type: &str) -> bool {
+    matches!(blkid_type, "" | "DM_snapshot_cow")
 }
 
 /// A snapshot store whose header is zeroed is empty again.
@@ -406,11 +412,11 @@ fn persistent_upper(
     let mut work = upper.parent().unwrap_or(mnt).join("ovlwork");
     if upper.is_file() {
         // oVirt's form: a filesystem image file holding the changes.
-        if blkid(&upper.to_string_lossy(), "TYPE").is_empty() {
+        if is_cow_store(&blkid(&upper.to_string_lossy(), "TYPE")) {
             bail!(
-                "rd.live.overlay: {} on {dev} holds no filesystem: as a device-mapper \
-                 snapshot store it needs an image that carries LiveOS/rootfs.img; as an \
-                 OverlayFS upper it must be a filesystem image (mkfs.ext4 it)",
+                "rd.live.overlay: {} on {dev} holds no filesystem (an empty file or a \
+                 device-mapper snapshot store): a snapshot store needs an image that carries \
+                 LiveOS/rootfs.img; an OverlayFS upper must be a filesystem image (mkfs.ext4 it)",
                 upper.display()
             );
         }
@@ -584,6 +590,13 @@ mod tests {
         // A root tree that happens to keep an image is still a tree.
         fs::create_dir_all(d.path().join("usr")).unwrap();
         assert_eq!(fs_image_in(d.path()), None);
+    }
+
+    #[test]
+    fn a_store_is_empty_or_what_blkid_calls_a_snapshot() {
+        assert!(is_cow_store(""));
+        assert!(is_cow_store("DM_snapshot_cow"));
+        assert!(!is_cow_store("ext4"));
     }
 
     #[test]
