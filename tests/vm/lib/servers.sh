@@ -270,6 +270,19 @@ tgt_set_mutual_chap() {
     _tgtadm --op bind --mode account --tid "$tid" --user "$user" --outgoing
 }
 
+# Discovery CHAP (seed 001's discovery.sendtargets.auth): an account bound
+# without --tid is tgtd's global one, asked of SendTargets discovery
+# sessions only (as tgt-admin's incomingdiscoveryuser/outgoingdiscoveryuser).
+tgt_set_discovery_chap() {
+    _tgt_account "$1" "$2"
+    _tgtadm --op bind --mode account --user "$1"
+}
+
+tgt_set_discovery_mutual_chap() {
+    _tgt_account "$1" "$2"
+    _tgtadm --op bind --mode account --user "$1" --outgoing
+}
+
 tgt_del_target() {
     _tgtadm --op delete --mode target --tid "$1" --force
 }

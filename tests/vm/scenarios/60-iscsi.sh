@@ -12,11 +12,53 @@ iscsi_root_lun() {
 }
 
 # no_secret_but_cmdline WORD: WORD is in no journal line except the echoes
-# of the whole command line by the kernel and by dracut-cmdline, which
-# metalroot cannot hide (a secret on the command line is in /proc/cmdline).
+# of the command line by the kernel and by dracut-cmdline, which metalroot
+# cannot hide (a secret on the command line is in /proc/cmdline): the whole
+# line, the parameters the kernel does not know ("Unknown kernel command
+# line parameters", e.g. netroot=), and those it hands to /init as its
+# environment (the indented lines after "with environment:").
 no_secret_but_cmdline() {
     check "secret $1 only in the kernel's command line lines" \
-        bash -c "! grep -F '$1' '$RESULTS/journal.txt' | grep -vE 'Kernel command line|Command line:|Using kernel command line parameters'"
+        bash -c "! grep -F '$1' '$RESULTS/journal.txt' | grep -vE 'Kernel command line|Command line:|Using kernel command line parameters|kernel: Unknown kernel command line parameters|kernel:     [^ ]'"
+}
+
+# no_secret_anywhere WORD: no_secret_but_cmdline, and WORD is in none of
+# what the booted root can show: metalroot's units as `systemctl cat` printed
+# them in the initrd (the test add-on's snapshot before switch-root), every
+# process's command line in the initrd and in the root, the root's fstab and
+# iscsid.conf.
+no_secret_anywhere() {
+    no_secret_but_cmdline "$1"
+    check "the initrd's metalroot units were captured" test -s "$RESULTS/initrd/systemctl-cat-metalroot.txt"
+    local f
+    for f in initrd/systemctl-cat-metalroot.txt initrd/proc-cmdlines.txt proc-cmdlines.txt fstab; do
+        check "secret $1 not in $f" bash -c "[[ -f '$RESULTS/$f' ]] && ! grep -qF -- '$1' '$RESULTS/$f'"
+    done
+    check "secret $1 not in the root's iscsid.conf" bash -c "! grep -qF -- '$1' '$RESULTS/iscsid.conf' 2>/dev/null"
+}
+
+# iscsi_discovery_status PORT: the status (class and detail, hex) tgtd
+# answers to a SendTargets discovery login without authentication; 0201
+# is "authentication failed".
+iscsi_discovery_status() {
+    python3 - "$1" <<'PY'
+import socket, sys
+data = b"InitiatorName=iqn.2026-11.metaltest:probe\0SessionType=Discovery\0AuthMethod=None\0"
+bhs = bytearray(48)
+bhs[0], bhs[1] = 0x43, 0x81  # immediate Login request; T, CSG 0 -> NSG 1
+bhs[5:8] = len(data).to_bytes(3, "big")
+bhs[8:14] = bytes.fromhex("00023d000001")  # ISID
+bhs[16:20] = (1).to_bytes(4, "big")  # ITT
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(bytes(bhs) + data + b"\0" * (-len(data) % 4))
+rsp = b""
+while len(rsp) < 48:
+    chunk = s.recv(48 - len(rsp))
+    if not chunk:
+        break
+    rsp += chunk
+print(f"{rsp[36]:02x}{rsp[37]:02x}" if len(rsp) == 48 else "none")
+PY
 }
 
 scenario_iscsi_chap() {
@@ -75,3 +117,29 @@ scenario_iscsi_target_late() {
     ' "$RESULTS/journal.txt")
     check "the login waited for the late target (${waited:-?} s)" test "${waited:-0}" -ge 10
 }
+
+# Seed 001's discovery: no portal on the target, SendTargets discovery with
+# (mutual) discovery CHAP, then the session with its own CHAP. tgtd's global
+# account guards discovery only.
+scenario_iscsi_discovery_chap() {
+    tgt_add_target 1 "$ISCSI_IQN" "$(iscsi_root_lun)"
+    tgt_set_chap 1 nodeuser s3cr3t-node-pw
+    assert_eq "$(iscsi_discovery_status "$ISCSI_PORT")" 0000 "tgtd answers a discovery without CHAP before the discovery account"
+    tgt_set_discovery_chap discouser s3cr3t-disco-pw
+    tgt_set_discovery_mutual_chap discotgt s3cr3t-disco-tgt-pw
+    assert_eq "$(iscsi_discovery_status "$ISCSI_PORT")" 0201 "tgtd refuses a discovery without CHAP"
+    vm_boot --initrd mkosi --append "root=iscsi::::1:$ISCSI_IQN metal.iscsi.discovery=10.0.2.2 \
+metal.iscsi.discovery.username=discouser metal.iscsi.discovery.password=s3cr3t-disco-pw \
+metal.iscsi.discovery.in.username=discotgt metal.iscsi.discovery.in.password=s3cr3t-disco-tgt-pw \
+rd.iscsi.username=nodeuser rd.iscsi.password=s3cr3t-node-pw $ISCSI_NET" || true
+    assert_report
+    assert_report_mount "~^/dev/sd" / ext4
+    assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3260"
+    # The unit had no portal: discovery found the target.
+    assert_file_contains initrd/systemctl-cat-metalroot.txt "iscsi-login .*--discover 10.0.2.2:3260 --discovery-auth-file /run/metalroot/secrets/iscsi-discovery.auth"
+    local w
+    for w in s3cr3t-disco-pw s3cr3t-disco-tgt-pw s3cr3t-node-pw; do
+        no_secret_anywhere "$w"
+    done
+}
+

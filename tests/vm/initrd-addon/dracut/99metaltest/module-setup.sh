@@ -28,10 +28,15 @@ install() {
     inst_script "$tree/usr/libexec/metaltest/emergency-report" \
         /usr/libexec/metaltest/emergency-report
     $SYSTEMCTL -q --root "$initdir" add-wants emergency.target metaltest-emergency-report.service
+    inst_simple "$tree/usr/lib/systemd/system/metaltest-initrd-snapshot.service" \
+        "$systemdsystemunitdir/metaltest-initrd-snapshot.service"
+    inst_script "$tree/usr/libexec/metaltest/initrd-snapshot" \
+        /usr/libexec/metaltest/initrd-snapshot
+    $SYSTEMCTL -q --root "$initdir" add-wants initrd.target metaltest-initrd-snapshot.service
 
     # What the reporter runs. Most are in dracut's base already; -o because
     # a missing one only makes the report poorer.
-    inst_multiple tar grep sync sleep cat
+    inst_multiple tar grep sync sleep cat tr
     inst_multiple -o lsblk findmnt blkid dmesg modprobe journalctl
 
     if [[ -n "${METALTEST_CA:-}" && -f "$METALTEST_CA" ]]; then
