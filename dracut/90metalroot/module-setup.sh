@@ -111,10 +111,16 @@ install() {
     inst_multiple -o "${METALROOT_OPTIONAL_TOOLS[@]}"
     inst_multiple -o "$systemdutildir/systemd-cryptsetup"
     # multipath and multipathd dlopen their path checkers and prioritizers
-    # (libchecktur.so, libprioconst.so, ...): inst_multiple cannot see them.
-    if find_binary multipath >/dev/null; then
-        inst_libdir_file "multipath/*"
-    fi
+    # (libchecktur.so, libprioconst.so, ...) from their multipath_dir:
+    # inst_multiple cannot see them, and inst_libdir_file only searches
+    # $libdirs, which lacks /lib when the loader is in /lib64 (Debian).
+    local mpdir
+    for mpdir in /lib/multipath /usr/lib/multipath /lib64/multipath /usr/lib64/multipath; do
+        if [[ -d "$dracutsysrootdir$mpdir" ]]; then
+            inst_multiple "$mpdir"/*.so
+            break
+        fi
+    done
     # The CA bundle, for https sources.
     inst_multiple -o /etc/ssl/certs/ca-certificates.crt
     # iscsid/iscsiadm look for their config and the initiator name here.
