@@ -33,6 +33,9 @@ scenario_disks_fresh() {
     assert_file_contains vgs "metalvg0"
     assert_report_mount LiveOS_rootfs / overlay
     assert_journal_contains "Found the following disks for the main RAID array \(qty. \[2\]\): \[sda sdb\]"
+    # Hand-over: the booted root knows the arrays by name (AUX holds metalvg0).
+    assert_eq "$(grep -cE '^ARRAY /dev/md/(BOOT|SQFS|ROOT|AUX) ' "$RESULTS/mdadm.conf")" 4 "the four arrays in the real root's mdadm.conf"
+    assert_file_contains fstab "^LABEL=BOOTRAID /metal/recovery vfat"
 }
 
 # Boot 1 paves and writes a marker; boot 2 finds the labels, wipes nothing,
