@@ -11,8 +11,68 @@ use tracing::info;
 const FSTAB_BOOT: &str =
     "LABEL=BOOTRAID /metal/recovery vfat defaults,nofail,x-systemd.device-timeout=30s 0 0";
 
+/// The mount at exactly `path` is read-only (its per-mount options in
+/// /proc/self/mountinfo start with `ro`). The last mount there counts.
+fn read_only_mount(mountinfo: &str, path: &str) -> bool {
+    mountinfo
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let mut f = l.split(' ');
+            let mountpoint = f.nth(4)?;
+            let opts = f.next()?;
+            (mountpoint == path).then(|| opts.split(',').any(|o| o == "ro"))
+        })
+        .unwrap_or(false)
+}
+
+/// While alive, a root that systemd mounted read-only (`root=` without
+/// `rw`, systemd's default in the initrd) is writable; then read-only again,
+/// so the real root's own fstab and systemd-remount-fs decide as before.
+struct Writable<'a> {
+    root: &'a Path,
+    remounted: bool,
+}
+
+impl<'a> Writable<'a> {
+    fn new(root: &'a Path) -> Result<Self> {
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let p = root.to_string_lossy();
+        if !read_only_mount(&mi, &p) {
+            return Ok(Self {
+                root,
+                remounted: false,
+            });
+        }
+        crate::steps::cmd::run(&["mount", "-o", "remount,rw", &p]).with_context(|| {
+            format!("{p} is mounted read-only; making it writable for the hand-over")
+        })?;
+        info!("{p} is mounted read-only: writable for the hand-over");
+        Ok(Self {
+            root,
+            remounted: true,
+        })
+    }
+}
+
+impl Drop for Writable<'_> {
+    fn drop(&mut self) {
+        if self.remounted {
+            let p = self.root.to_string_lossy();
+            if crate::steps::cmd::run_ok(&["mount", "-o", "remount,ro", &p]) {
+                info!("{p} is read-only again");
+            }
+        }
+    }
+}
+
 pub fn run(a: HandoverArgs) -> Result<()> {
     let root = &a.root;
+    let _writable = if a.metal_arrays || a.iscsi || a.multipath {
+        Some(Writable::new(root)?)
+    } else {
+        None
+    };
     if a.metal_arrays {
         let fstab = root.join("etc/fstab");
         let cur = fs::read_to_string(&fstab).unwrap_or_default();
@@ -160,6 +220,20 @@ fn enable(root: &Path, unit: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_only_sysroot_is_seen_in_mountinfo() {
+        let mi = "\
+22 1 0:21 / / rw,relatime shared:1 - rootfs rootfs rw
+60 22 253:0 / /sysroot ro,relatime shared:30 - ext4 /dev/mapper/mpatha ro
+61 22 0:5 / /sysroot/dev rw,nosuid shared:2 - devtmpfs devtmpfs rw
+";
+        assert!(read_only_mount(mi, "/sysroot"));
+        assert!(!read_only_mount(mi, "/sysroot/dev"));
+        assert!(!read_only_mount(mi, "/other"));
+        let remounted = format!("{mi}62 22 253:0 / /sysroot rw,relatime - ext4 /dev/dm-0 rw\n");
+        assert!(!read_only_mount(&remounted, "/sysroot"));
+    }
 
     const SCAN: &str = "\
 ARRAY /dev/md/BOOT metadata=1.0 name=ncn-w001:BOOT UUID=11111111:22222222:33333333:44444444
