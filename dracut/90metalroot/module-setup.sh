@@ -123,6 +123,14 @@ install() {
     done
     # The CA bundle, for https sources.
     inst_multiple -o /etc/ssl/certs/ca-certificates.crt
-    # iscsid/iscsiadm look for their config and the initiator name here.
-    inst_multiple -o /etc/iscsi/iscsid.conf /etc/iscsi/initiatorname.iscsi
+    # iscsid/iscsiadm look for their config here.
+    inst_multiple -o /etc/iscsi/iscsid.conf
+    # The initiator name is one machine's identity: only a host-only initrd
+    # may carry the build host's. A shared initrd would give every node the
+    # same name (a target then drops one node's session for the other's);
+    # there the name comes from rd.iscsi.initiator, the iBFT, or is generated
+    # at boot and kept in the real root.
+    if [[ $hostonly ]]; then
+        inst_multiple -o /etc/iscsi/initiatorname.iscsi
+    fi
 }

@@ -106,6 +106,15 @@ fn initiator(given: Option<&str>) -> Result<String> {
     Ok(n)
 }
 
+const IBFT: &str = "/sys/firmware/ibft";
+
+/// The initiator name the firmware used (iscsi_ibft's sysfs).
+fn ibft_initiator(ibft: &Path) -> Option<String> {
+    let n = fs::read_to_string(ibft.join("initiator/initiator-name")).ok()?;
+    let n = n.trim();
+    (!n.is_empty()).then(|| n.to_string())
+}
+
 fn consume(p: &Path) {
     let _ = fs::remove_file(p);
     let _ = fs::write(crate::generator::consumed_marker(p), "");
@@ -126,7 +135,14 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     let mut modprobe = vec!["modprobe", "-a"];
     modprobe.extend(modules(a.firmware));
     let _ = sh(&modprobe);
-    let name = initiator(a.initiator.as_deref())?;
+    // A firmware login uses the iBFT's initiator name; the real root must
+    // get that one, not whatever the initrd was built with.
+    let from_ibft = if a.firmware {
+        ibft_initiator(Path::new(IBFT))
+    } else {
+        None
+    };
+    let name = initiator(a.initiator.as_deref().or(from_ibft.as_deref()))?;
     info!("initiator {name}");
     let mut ours = String::from("iscsid.startup = /usr/sbin/iscsid\nnode.startup = manual\n");
     if let Some(p) = &a.auth_file {
@@ -306,6 +322,22 @@ mod tests {
         assert_eq!(
             n.argv(&["-o", "new"]).join(" "),
             "iscsiadm -m node -T iqn.a:t -p 10.0.2.2:3260,2 -I eth1-iface -o new"
+        );
+    }
+
+    #[test]
+    fn initiator_name_from_the_ibft() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(ibft_initiator(d.path()), None);
+        fs::create_dir_all(d.path().join("initiator")).unwrap();
+        fs::write(
+            d.path().join("initiator/initiator-name"),
+            "iqn.2026-11.metaltest:ipxe-node\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ibft_initiator(d.path()).as_deref(),
+            Some("iqn.2026-11.metaltest:ipxe-node")
         );
     }
 
