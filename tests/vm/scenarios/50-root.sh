@@ -4,11 +4,12 @@
 # dracut dmsquash-live's overlay layout. Each checks from inside the Debian
 # root that switch-root happened into what was asked.
 
-# live_medium NAME LABEL: an ext4 disk holding LiveOS/squashfs.img.
+# live_medium NAME LABEL [SQUASHFS]: an ext4 disk holding LiveOS/squashfs.img
+# (the Debian root's squashfs unless another is given).
 live_medium() {
     local img="$RUN_DIR/disks/$1.img" tree="$RUN_DIR/$1-tree"
     mkdir -p "$tree/LiveOS" "$RUN_DIR/disks"
-    cp "$ROOT_SQUASHFS" "$tree/LiveOS/squashfs.img"
+    cp "${3:-$ROOT_SQUASHFS}" "$tree/LiveOS/squashfs.img"
     truncate -s 2G "$img"
     mkfs.ext4 -q -F -L "$2" -d "$tree" "$img"
     rm -rf "$tree"
@@ -111,4 +112,69 @@ scenario_root_low_mem() {
     assert_emergency
     assert_journal_contains "metal.ram=copy needs [0-9]+ bytes of RAM but only [0-9]+ bytes are available"
     assert_journal_not_contains "Out of memory|oom-kill"
+}
+
+# A squashfs that carries LiveOS/rootfs.img (the ext4 Debian root) instead of
+# a root tree, as oVirt Node and older Fedora live media are built. Made once
+# and kept beside the root images (rebuilt when root.ext4 is newer).
+fsimage_squashfs() {
+    local out tree="$RUN_DIR/fsimage-tree"
+    out="$(dirname "$ROOT_EXT4")/rootfs-img.squashfs"
+    if [[ ! -s $out || $out -ot $ROOT_EXT4 ]]; then
+        mkdir -p "$tree/LiveOS"
+        cp --sparse=always "$ROOT_EXT4" "$tree/LiveOS/rootfs.img"
+        mksquashfs "$tree" "$out.tmp" -comp zstd -noappend -quiet >/dev/null
+        mv "$out.tmp" "$out"
+        rm -rf "$tree"
+    fi
+    echo "$out"
+}
+
+# Seed 003's recipe, to the letter: a 500M disk with ext4 holding a 300 MiB
+# file of zeros, persist-hda.img, and rd.live.overlay=/dev/sdb:/persist-hda.img.
+# The image carries LiveOS/rootfs.img, so the root is dracut's device-mapper
+# snapshot and the file is its copy-on-write store. Boot 1 writes a marker,
+# boot 2 finds it, boot 3 with rd.live.overlay.reset=1 starts empty.
+scenario_root_ovirt_file_overlay() {
+    local hda="$RUN_DIR/disks/hda.img" hdb="$RUN_DIR/disks/hdb.raw" tree="$RUN_DIR/hdb-tree"
+    # The live medium is a virtio disk so that the two SCSI disks are sda
+    # (the install disk of the recipe, unused) and sdb.
+    vm_add_virtio "$(live_medium live oVirt-Node "$(fsimage_squashfs)")" OVIRT-LIVE
+    truncate -s 1G "$hda"
+    vm_add_scsi "$hda" OVIRT-HDA
+    mkdir -p "$tree"
+    dd if=/dev/zero bs=1M count=300 of="$tree/persist-hda.img" status=none
+    truncate -s 500M "$hdb"
+    mkfs.ext4 -q -F -d "$tree" "$hdb"
+    rm -rf "$tree"
+    vm_add_scsi "$hdb" OVIRT-HDB
+    local cmd="root=live:LABEL=oVirt-Node rd.live.image rd.live.overlay=/dev/sdb:/persist-hda.img"
+    vm_boot --append "$cmd metaltest.hook=write-marker" || true
+    assert_report
+    assert_report_mount /dev/mapper/live-rw / ext4
+    assert_report_mount "~^/dev/sdb" /run/initramfs/overlayfs ext4
+    assert_journal_contains "persistent snapshot store /run/initramfs/overlayfs/persist-hda.img on /dev/sdb"
+    vm_boot --append "$cmd metaltest.hook=read-marker" || true
+    assert_report
+    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "root-ovirt-file-overlay: boot 1's file is there in boot 2"
+    vm_boot --append "$cmd rd.live.overlay.reset=1 metaltest.hook=read-marker" || true
+    assert_report
+    assert_journal_contains "Resetting the device-mapper overlay /run/initramfs/overlayfs/persist-hda.img"
+    assert_file_exists marker/NONE
+}
+
+# The device-mapper form without a persistent overlay: the snapshot's store
+# is a sparse file in a tmpfs of rd.live.overlay.size. And the same image
+# with rd.live.overlay.overlayfs=1: OverlayFS over the mounted rootfs.img.
+scenario_root_snap() {
+    vm_add_scsi "$(live_medium live LIVESNAP "$(fsimage_squashfs)")" SNAP-LIVE
+    vm_boot --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.size=256" || true
+    assert_report
+    assert_report_mount /dev/mapper/live-rw / ext4
+    assert_report_mount "~^/dev/loop" /run/initramfs/squashfs squashfs
+    assert_journal_contains "root is /dev/mapper/live-rw: a snapshot of /run/initramfs/squashfs/LiveOS/rootfs.img"
+    vm_boot --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay.size=256" || true
+    assert_report
+    assert_report_mount LiveOS_rootfs / overlay
+    assert_report_mount "~^/dev/loop" /run/rootfsbase ext4
 }
