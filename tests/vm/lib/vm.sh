@@ -14,7 +14,7 @@
 #   vm_add_qemu_args ARG...              anything else (e.g. -smbios, -acpitable)
 #   vm_detach_disks                      start over with no data disks
 #   vm_boot [--initrd dracut|mkosi|FILE] [--append "ARGS"] [--timeout SECS]
-#           [--mem MiB]
+#           [--mem MiB] [--pxe IPXE_SCRIPT]
 #
 # vm_boot returns QEMU's status: 0 when the guest powered off, 124 on
 # timeout, other values when QEMU failed. Scenarios run with errexit, so a
@@ -127,10 +127,11 @@ initrd_path() {
 }
 
 vm_boot() {
-    local initrd=dracut append="" timeout="$VM_TIMEOUT_DEFAULT" mem="$VM_MEM_DEFAULT"
+    local initrd=dracut append="" timeout="$VM_TIMEOUT_DEFAULT" mem="$VM_MEM_DEFAULT" pxe=""
     while (($#)); do
         case "$1" in
             --initrd) initrd=$2; shift 2 ;;
+            --pxe) pxe=$2; shift 2 ;;
             --append) append=$2; shift 2 ;;
             --timeout) timeout=$2; shift 2 ;;
             --mem) mem=$2; shift 2 ;;
@@ -151,13 +152,22 @@ vm_boot() {
     initrd_file="$(initrd_path "$initrd")"
     [[ -f "$initrd_file" ]] || die "no initrd $initrd_file"
     local cmdline="console=ttyS0 panic=-1 $append"
+    # --pxe FILE: no -kernel; the firmware's iPXE boots from the network
+    # (QEMU's user-net DHCP names FILE, served by its TFTP from FILE's
+    # directory), and FILE (an iPXE script) fetches kernel and initrd itself.
+    local boot=(-kernel "$GUEST_VMLINUZ" -initrd "$initrd_file" -append "$cmdline")
+    local netdev=user,id=n0
+    if [[ -n "$pxe" ]]; then
+        boot=(-boot n)
+        netdev="user,id=n0,tftp=$(dirname "$pxe"),bootfile=$(basename "$pxe")"
+    fi
     local qemu=(
         qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2
         -nographic -no-reboot -nodefaults -serial stdio -monitor none
-        -kernel "$GUEST_VMLINUZ" -initrd "$initrd_file" -append "$cmdline"
+        "${boot[@]}"
         -drive "if=none,id=results,file=$rimg,format=raw,cache=unsafe"
         -device virtio-blk-pci,drive=results,serial=results
-        -netdev user,id=n0 -device virtio-net-pci,netdev=n0
+        -netdev "$netdev" -device virtio-net-pci,netdev=n0
         -device virtio-rng-pci
         "${VM_DISK_ARGS[@]}" "${VM_EXTRA_ARGS[@]}"
     )

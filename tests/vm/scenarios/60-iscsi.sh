@@ -143,3 +143,135 @@ rd.iscsi.username=nodeuser rd.iscsi.password=s3cr3t-node-pw $ISCSI_NET" || true
     done
 }
 
+# iscsi_luks_lvm_lun KEYFILE UUID: seed 001's image as a LUN file (printed):
+# LUKS2 (aes-xts-plain64, the key in KEYFILE, this UUID) holding an LVM PV
+# with VG "system": LV "root" is the root image (squashfs), LV "var" its
+# /var (ext4). The host kernel has no device-mapper, so nothing is opened
+# here: LVM metadata is written on a loop device with activation off, the
+# filesystems are copied to the LVs' offsets, and the LUKS data segment is
+# encrypted in user space with the volume key given to luksFormat
+# (xts-encrypt.py). The guest's systemd-cryptsetup is the check.
+iscsi_luks_lvm_lun() {
+    local key=$1 uuid=$2 dir="$RUN_DIR/lun"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    unsquashfs -q -n -d "$dir/tree" "$ROOT_SQUASHFS" var >/dev/null
+    local var_mib root_mib
+    var_mib=$(($(du -sm "$dir/tree/var" | cut -f1) + 32))
+    mkfs.ext4 -q -F -L var -O ^has_journal -d "$dir/tree/var" "$dir/var.img" "${var_mib}M" >/dev/null
+    root_mib=$((($(stat -c %s "$ROOT_SQUASHFS") >> 20) + 1))
+    # 1 MiB of PV label and metadata, 4 MiB extents, one spare extent.
+    truncate -s "$((1 + root_mib + var_mib + 12))M" "$dir/plain.img"
+    local loopdev conf
+    loopdev=$(losetup --find --show "$dir/plain.img")
+    conf="devices { filter = [ \"a|^$loopdev\$|\", \"r|.*|\" ] obtain_device_list_from_udev = 0 use_devicesfile = 0 }
+activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } backup { backup = 0 archive = 0 }"
+    (
+        export LVM_SUPPRESS_FD_WARNINGS=1
+        {
+            lvm pvcreate -y --config "$conf" "$loopdev" &&
+                lvm vgcreate --config "$conf" system "$loopdev" &&
+                lvm lvcreate --config "$conf" --driverloaded n -an -Zn -n root -L "${root_mib}M" system &&
+                lvm lvcreate --config "$conf" --driverloaded n -an -Zn -n var -L "${var_mib}M" system
+        } >"$dir/lvm.log" 2>&1 &&
+            lvm pvs --config "$conf" --noheadings --units b --nosuffix -o pe_start,vg_extent_size "$loopdev" &&
+            lvm lvs --config "$conf" --noheadings -o lv_name,seg_pe_ranges system
+    ) >"$dir/lvm.txt" 2>>"$dir/lvm.log" || { losetup -d "$loopdev"; cat "$dir/lvm.log" >&2; return 1; }
+    losetup -d "$loopdev"
+    local pe_start extent lv first
+    read -r pe_start extent < <(sed -n 1p "$dir/lvm.txt")
+    for lv in root var; do
+        first=$(awk -v lv=$lv '$1 == lv { split($2, r, ":"); split(r[2], e, "-"); print e[1] }' "$dir/lvm.txt")
+        local src="$ROOT_SQUASHFS"
+        [[ $lv == var ]] && src="$dir/var.img"
+        dd if="$src" of="$dir/plain.img" bs=1M seek=$(((pe_start + first * extent) >> 20)) conv=notrunc status=none
+    done
+    # LUKS2 header (16 MiB) + the plain image. PBKDF2 at its minimum: the
+    # guest's emulated CPU would spend minutes (and Argon2 its memory) on
+    # the default key derivation.
+    local lun="$dir/lun.img"
+    truncate -s "$(($(stat -c %s "$dir/plain.img") + (16 << 20)))" "$lun"
+    head -c 64 /dev/urandom >"$dir/volume.key"
+    cryptsetup luksFormat -q --batch-mode --type luks2 --cipher aes-xts-plain64 --key-size 512 \
+        --sector-size 512 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --uuid "$uuid" \
+        --volume-key-file "$dir/volume.key" --key-file "$key" "$lun"
+    local offset
+    offset=$(cryptsetup luksDump "$lun" | awk '/^Data segments:/ { d = 1 } d && $1 == "offset:" { print $2; exit }')
+    python3 "$VM_DIR/xts-encrypt.py" "$dir/volume.key" "$dir/plain.img" "$lun" "$offset" >&2
+    rm -rf "$dir/tree" "$dir/plain.img" "$dir/var.img" "$dir/volume.key"
+    echo "$lun"
+}
+
+# Seed 001's whole stack: the LUN (CHAP) holds LUKS, the key comes as the
+# systemd credential luksKey (SMBIOS type 11, never on the command line),
+# LVM is activated read-only, and / and /var are overlays with a zram upper.
+scenario_iscsi_luks_lvm() {
+    local uuid=5e7c0de0-7e57-4c0d-8e00-000000000001 key lun
+    key="luks-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    printf '%s' "$key" >"$RUN_DIR/luks.key"
+    local t0=$SECONDS
+    lun=$(iscsi_luks_lvm_lun "$RUN_DIR/luks.key" "$uuid")
+    log "LUKS/LVM LUN built in $((SECONDS - t0)) s ($(du -h "$lun" | cut -f1))"
+    tgt_add_target 1 "$ISCSI_IQN" "$lun"
+    tgt_set_chap 1 nodeuser s3cr3t-node-pw
+    vm_add_qemu_args -smbios "type=11,value=io.systemd.credential:luksKey=$key"
+    vm_boot --append "netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN \
+metal.luks=UUID=$uuid metal.luks.key=cred:luksKey metal.lvm=1 \
+metal.lower=/dev/mapper/system-root metal.lower.var=/dev/mapper/system-var \
+metal.overlay=zram metal.zram-size=512M $ISCSI_NET" || true
+    assert_report
+    assert_report_mount overlay / overlay
+    assert_report_mount overlay /var overlay
+    assert_report_mount /dev/mapper/system-root /run/initramfs/lower/root squashfs
+    assert_report_mount /dev/mapper/system-var /run/initramfs/lower/var ext4
+    assert_report_mount "~^/dev/zram" /run/initramfs/zram xfs
+    assert_journal_contains "unlocked UUID=$uuid as /dev/mapper/luks_root|unlocked /dev/disk/by-uuid/$uuid as /dev/mapper/luks_root"
+    assert_journal_contains "LVM activated, devices read-only"
+    check "the lower devices are read-only" \
+        bash -c "jq -e '[.. | objects | select(.name? == \"system-root\" or .name? == \"system-var\" or .name? == \"luks_root\") | .ro] | length == 3 and all' '$RESULTS/lsblk.json'"
+    assert_file_contains initrd/systemctl-cat-metalroot.txt "^LoadCredential=luksKey"
+    no_secret_anywhere "$key"
+    no_secret_anywhere s3cr3t-node-pw
+    # The key is nowhere on the command line: not even the kernel's echo.
+    check "the LUKS key is in no journal line at all" bash -c "! grep -qF -- '$key' '$RESULTS/journal.txt'"
+}
+
+# Seed 004 (Ironic boot from volume): QEMU's iPXE attaches the LUN with
+# `sanhook` (CHAP from iPXE settings, never on the kernel command line) and
+# leaves the iBFT; it then boots kernel and initrd over http, and metalroot
+# logs in from the iBFT (rd.iscsi.firmware=1). The root is on the LUN.
+scenario_iscsi_ibft_firmware() {
+    tgt_add_target 1 "$ISCSI_IQN" "$(iscsi_root_lun)"
+    tgt_set_chap 1 ibftuser s3cr3t-ibft-pw
+    # nginx's workers (nobody) must read them: the cached initrd is 0600.
+    install -m 644 "$GUEST_VMLINUZ" "$WWW/vmlinuz"
+    install -m 644 "$INITRD_DRACUT" "$WWW/initrd.img"
+    mkdir -p "$RUN_DIR/tftp"
+    cat >"$RUN_DIR/tftp/boot.ipxe" <<IPXE
+#!ipxe
+dhcp
+set initiator-iqn iqn.2026-11.metaltest:ipxe-node
+set username ibftuser
+set password s3cr3t-ibft-pw
+sanhook --drive 0x81 iscsi:10.0.2.2::3260:1:$ISCSI_IQN
+kernel http://10.0.2.2:$HTTP_PORT/vmlinuz console=ttyS0 panic=-1 root=LABEL=METALTEST rd.iscsi.firmware=1 ip=dhcp rd.neednet=1
+initrd http://10.0.2.2:$HTTP_PORT/initrd.img
+boot
+IPXE
+    # (-nographic: SeaBIOS copies its and iPXE's screen to the serial log.)
+    vm_boot --pxe "$RUN_DIR/tftp/boot.ipxe" || true
+    assert_serial_contains "iscsi:10.0.2.2::3260:1:$ISCSI_IQN|Registered SAN device"
+    assert_report
+    assert_report_mount "~^/dev/sd" / ext4
+    assert_journal_contains "logged in to the firmware's targets"
+    assert_file_contains initrd/systemctl-cat-metalroot.txt "iscsi-login --firmware"
+    assert_journal_contains "iBFT detected"
+    # The session and the real root use the firmware's initiator name.
+    assert_journal_contains "initiator iqn.2026-11.metaltest:ipxe-node"
+    # systemd mounted root= read-only; the hand-over still wrote the root.
+    assert_journal_contains "writable for the hand-over"
+    assert_journal_contains "copied /etc/iscsi/initiatorname.iscsi into the real root"
+    no_secret_anywhere s3cr3t-ibft-pw
+    # The secret came from the firmware table: it is in no journal line at all.
+    check "the CHAP secret is in no journal line at all" bash -c "! grep -qF s3cr3t-ibft-pw '$RESULTS/journal.txt'"
+}
