@@ -45,6 +45,9 @@ pub enum Cmd {
     Handover(HandoverArgs),
     /// A shell before switch-root; leaving it continues the boot.
     Trap,
+    /// For the emergency shell: every metalroot unit, its state, its last
+    /// status line and error, and the plan (asks systemd over D-Bus).
+    Status(StatusArgs),
 }
 
 impl Cmd {
@@ -63,6 +66,7 @@ impl Cmd {
             Cmd::LvmActivate(_) => "lvm-activate",
             Cmd::Handover(_) => "handover",
             Cmd::Trap => "trap",
+            Cmd::Status(_) => "status",
         }
     }
 }
@@ -82,6 +86,16 @@ pub struct PlanArgs {
     /// would wipe it, partition it or keep it, and why (reads sysfs only).
     #[arg(long)]
     pub scan_disks: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Leave out the plan.
+    #[arg(long)]
+    pub no_plan: bool,
+    /// Do not run journalctl for the failed units' error lines.
+    #[arg(long)]
+    pub no_journal: bool,
 }
 
 #[derive(Args, Debug, Clone)]

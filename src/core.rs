@@ -15,6 +15,9 @@ pub struct Generated {
     /// failing unit.
     pub error: Option<ParamError>,
     pub notes: Vec<String>,
+    /// The plan as `metalroot plan` prints it (or the refusal), for
+    /// `metalroot status`; None when the command line does not ask.
+    pub plan_text: Option<String>,
 }
 
 /// Parses and plans without rendering (for `metalroot plan`).
@@ -39,10 +42,14 @@ pub fn generate(site: Option<&str>, cmdline: &str) -> Generated {
             secrets: p.secrets.clone(),
             error: None,
             notes: p.notes.clone(),
+            plan_text: Some(crate::render::text(&p)),
         },
         Err(e) => Generated {
             entries: units::render_error(&e),
             secrets: Vec::new(),
+            plan_text: Some(format!(
+                "metalroot plan\n  the command line was refused: {e}\n  nothing runs but metalroot-cmdline-error.service\n"
+            )),
             error: Some(e),
             notes: Vec::new(),
         },

@@ -77,6 +77,7 @@ pub fn run(root: &Path, normal_dir: &Path, log: &mut Kmsg) -> Result<Generated> 
         log.log(4, n);
     }
     write_entries(normal_dir, &g.entries)?;
+    write_plan(root, &g)?;
     write_secrets(root, &g)?;
     if !g.entries.is_empty() && g.error.is_none() {
         log.log(6, &format!("wrote {} units and links", g.entries.len()));
@@ -103,6 +104,19 @@ pub fn write_entries(dir: &Path, entries: &[Entry]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The plan as text, for `metalroot status` in the emergency shell. It
+/// holds no secret (only the secret files' paths).
+fn write_plan(root: &Path, g: &Generated) -> Result<()> {
+    let Some(text) = &g.plan_text else {
+        return Ok(());
+    };
+    let path = root.join(crate::steps::status::PLAN_FILE.trim_start_matches('/'));
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Secrets go to 0600 files in a 0700 directory under /run. A step that has

@@ -14,6 +14,7 @@ pub mod mounts;
 pub mod notify;
 pub mod plan;
 pub mod private;
+pub mod status;
 pub mod sysroot;
 pub mod trap;
 pub mod wipe;
