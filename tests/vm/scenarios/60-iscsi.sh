@@ -143,6 +143,64 @@ rd.iscsi.username=nodeuser rd.iscsi.password=s3cr3t-node-pw $ISCSI_NET" || true
     done
 }
 
+# Two portals to one LUN, each through a forwarder to tgtd (3262, 3263):
+# the root is the multipath map. Once the map is built, the forwarder that
+# carries the root's I/O (the active path; which one that is depends on how
+# multipath ordered them) is killed mid-boot, and the boot goes on over the
+# other path.
+scenario_iscsi_multipath() {
+    tgt_add_target 1 "$ISCSI_IQN" "$(iscsi_root_lun)"
+    local port pids=()
+    for port in 3262 3263; do
+        python3 "$VM_DIR/tcpfwd.py" "$port" "$ISCSI_PORT" "$RUN_DIR/fwd-$port.bytes" >"$RUN_DIR/fwd-$port.log" 2>&1 &
+        pids+=($!)
+    done
+    (
+        bytes() { cat "$RUN_DIR/fwd-$1.bytes" 2>/dev/null || echo 0; }
+        for ((i = 0; i < 1200; i++)); do
+            grep -q 'multipath maps' "$RUN_DIR/serial.log" 2>/dev/null && break
+            sleep 0.25
+        done
+        b2=0 b3=0 n2=0 n3=0 cut=""
+        b2=$(bytes 3262) b3=$(bytes 3263)
+        # The first path to carry 64 KiB more after the map is the active one.
+        for ((i = 0; i < 600; i++)); do
+            n2=$(bytes 3262) n3=$(bytes 3263)
+            if ((n2 - b2 >= 65536)); then cut=0; break; fi
+            if ((n3 - b3 >= 65536)); then cut=1; break; fi
+            sleep 0.1
+        done
+        [[ -n "$cut" ]] || exit 0
+        kill "${pids[$cut]}"
+        echo "cut port $((3262 + cut)) at $(date +%T) (bytes since the map: $((n2 - b2)) via 3262, $((n3 - b3)) via 3263)" >"$RUN_DIR/path-cut"
+    ) &
+    local watcher=$!
+    vm_boot --append "root=/dev/mapper/mpatha netroot=iscsi:10.0.2.2::3262:1:$ISCSI_IQN \
+netroot=iscsi:10.0.2.2::3263:1:$ISCSI_IQN rd.multipath=default \
+rd.iscsi.param=node.session.timeo.replacement_timeout=5 $ISCSI_NET" || true
+    kill "$watcher" "${pids[@]}" 2>/dev/null || true
+    wait || true
+    check "the path carrying the root's I/O was cut during the boot ($(cat "$RUN_DIR/path-cut" 2>/dev/null))" test -f "$RUN_DIR/path-cut"
+    assert_report
+    assert_report_mount "/dev/mapper/mpatha" / ext4
+    assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3262"
+    assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3263"
+    # One map over both paths (two major:minor pairs in its table).
+    check "mpatha is a multipath map over two paths" \
+        bash -c "grep -E '^mpatha: .* multipath ' '$RESULTS/dmsetup.txt' | grep -oE ' [0-9]+:[0-9]+ ' | wc -l | grep -qx 2"
+    # The kernel saw the cut connection while the boot went on, dm-multipath
+    # failed that path over to the other, and the booted root still has the
+    # map with one path failed (F) and one active (A).
+    assert_journal_contains "detected conn error"
+    check "the path was lost before the boot reached multi-user" \
+        bash -c "awk '/detected conn error/ && !c { c = NR } /Reached target.*[Mm]ulti-[Uu]ser/ && !s { s = NR } END { exit !(c && s && c < s) }' '$RESULTS/journal.txt'"
+    assert_journal_contains "multipath: [0-9:]+: Failing path"
+    check "the root's map has one failed and one active path" \
+        bash -c "grep -E '^mpatha: ' '$RESULTS/dmsetup-status.txt' | grep -qE ' [0-9]+:[0-9]+ F .* [0-9]+:[0-9]+ A | [0-9]+:[0-9]+ A .* [0-9]+:[0-9]+ F '"
+    assert_file_contains multipath.conf "find_multipaths yes"
+    assert_journal_contains "writable for the hand-over"
+}
+
 # iscsi_luks_lvm_lun KEYFILE UUID: seed 001's image as a LUN file (printed):
 # LUKS2 (aes-xts-plain64, the key in KEYFILE, this UUID) holding an LVM PV
 # with VG "system": LV "root" is the root image (squashfs), LV "var" its
