@@ -28,14 +28,22 @@ blacklist {
 const BY_PATH: &str = "/dev/disk/by-path";
 
 /// The whole-disk iSCSI LUNs among udev's by-path links
-/// (`ip-<portal>-iscsi-<target>-lun-<n>`, not their `-partN`).
+/// (`ip-<portal>-iscsi-<target>-lun-<n>`, not their `-partN`), as the
+/// devices they point to: `multipath -a` takes a device node's name, and a
+/// link's name is none (it fails, silently).
 fn iscsi_disks(by_path: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(by_path)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .filter(|n| is_iscsi_disk_link(n))
-                .map(|n| by_path.join(n).to_string_lossy().to_string())
+                .map(|n| {
+                    let link = by_path.join(n);
+                    fs::canonicalize(&link)
+                        .unwrap_or(link)
+                        .to_string_lossy()
+                        .to_string()
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -186,16 +194,21 @@ mod tests {
         ));
         assert!(!is_iscsi_disk_link("pci-0000:00:04.0-scsi-0:0:0:0"));
         let d = tempfile::tempdir().unwrap();
-        for n in [
-            "ip-10.0.2.2:3262-iscsi-iqn.a:r-lun-1",
-            "ip-10.0.2.2:3260-iscsi-iqn.a:r-lun-1",
-            "ip-10.0.2.2:3260-iscsi-iqn.a:r-lun-1-part2",
-            "virtio-pci-0000:00:05.0",
+        let dev = tempfile::tempdir().unwrap();
+        for (n, target) in [
+            ("ip-10.0.2.2:3262-iscsi-iqn.a:r-lun-1", "sdb"),
+            ("ip-10.0.2.2:3260-iscsi-iqn.a:r-lun-1", "sda"),
+            ("ip-10.0.2.2:3260-iscsi-iqn.a:r-lun-1-part2", "sda2"),
+            ("virtio-pci-0000:00:05.0", "vda"),
         ] {
-            fs::write(d.path().join(n), "").unwrap();
+            fs::write(dev.path().join(target), "").unwrap();
+            std::os::unix::fs::symlink(dev.path().join(target), d.path().join(n)).unwrap();
         }
         let got = iscsi_disks(d.path());
         assert_eq!(got.len(), 2, "{got:?}");
-        assert!(got[0].ends_with("3260-iscsi-iqn.a:r-lun-1"));
+        // The devices, not the links.
+        let sda = fs::canonicalize(dev.path().join("sda")).unwrap();
+        assert_eq!(got[0], sda.to_string_lossy());
+        assert!(got[1].ends_with("/sdb"));
     }
 }
