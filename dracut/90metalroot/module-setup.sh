@@ -5,6 +5,7 @@
 #   /usr/bin/metalroot                                 the step runner
 #   $systemdutildir/system-generators/metalroot-generator
 #   metalroot's units (if the build ships any)
+#   its man pages under /usr/share/man (man7, man8)
 #   /etc/metalroot.conf                                if the host has one
 #   the storage, network-storage and filesystem tools the steps run
 #   the kernel modules those steps need
@@ -106,6 +107,20 @@ install() {
     fi
 
     [[ -f "$dracutsysrootdir/etc/metalroot.conf" ]] && inst_simple /etc/metalroot.conf
+
+    # Man pages: metalroot(7) (the command line), metalroot(8) and one
+    # metalroot-<step>(8) a step, metalroot-generator(8). From
+    # $METALROOT_BIN_DIR/man, where build.rs puts them next to the binaries,
+    # else the host's. Nothing needs man(1): `metalroot help` and
+    # `metalroot status` work without; the pages are there to read.
+    local mandir="$bindir/man" page
+    if [[ -d "$mandir" ]]; then
+        for page in "$mandir"/*.[78]; do
+            [[ -f "$page" ]] && inst_simple "$page" "/usr/share/man/man${page##*.}/${page##*/}"
+        done
+    else
+        inst_multiple -o /usr/share/man/man7/metalroot* /usr/share/man/man8/metalroot*
+    fi
 
     inst_multiple "${METALROOT_REQUIRED_TOOLS[@]}"
     inst_multiple -o "${METALROOT_OPTIONAL_TOOLS[@]}"

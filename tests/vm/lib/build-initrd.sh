@@ -55,7 +55,7 @@ inputs_hash() {
     {
         echo "builder=$BUILDER kver=$KVER"
         hash_inputs "${BASH_SOURCE[0]}" "$BIN/metalroot" "$BIN/metalroot-generator" \
-            "$UNITS" "$ADDON" "$CA"
+            "$BIN/man" "$UNITS" "$ADDON" "$CA"
         case "$BUILDER" in
             dracut) hash_inputs "$REPO_ROOT/dracut" ;;
             mkosi) hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi" ;;
@@ -118,6 +118,13 @@ stage_mkosi_tree() {
     if [[ -d "$UNITS" ]]; then
         cp -a "$UNITS/." "$tree/usr/lib/systemd/system/"
     fi
+    # The man pages build.rs writes next to the binaries.
+    local sec
+    for sec in 7 8; do
+        if compgen -G "$BIN/man/*.$sec" >/dev/null; then
+            install -D -m 644 -t "$tree/usr/share/man/man$sec" "$BIN"/man/*."$sec"
+        fi
+    done
 }
 
 # The test add-on as an extra tree: the emergency reporter plus the test CA
