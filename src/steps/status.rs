@@ -174,14 +174,16 @@ pub fn order_by_plan(units: &mut [UnitState], plan: &str) {
     units.sort_by_key(|u| (pos(&u.name), u.name.clone()));
 }
 
-/// The unit's last error-level journal line, from journalctl (the real
-/// tool: the journal's file format is not ours to parse).
+/// The last error-level journal line the unit's own processes logged, from
+/// journalctl (the real tool: the journal's format is not ours to parse).
+/// `_SYSTEMD_UNIT=`, not `-u`: `-u` also matches systemd's own "Failed to
+/// start …" line about the unit, which comes last and says nothing new.
 fn last_error(unit: &str) -> Option<String> {
+    let matcher = format!("_SYSTEMD_UNIT={unit}");
     let out = super::cmd::run(&[
         "journalctl",
         "-b",
-        "-u",
-        unit,
+        &matcher,
         "-p",
         "err",
         "-n",
