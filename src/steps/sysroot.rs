@@ -71,6 +71,7 @@ fn copy_to_ram(image: &Path) -> Result<PathBuf> {
     notify::status("copying the image to RAM");
     fs::copy(image, RAM_IMAGE)
         .with_context(|| format!("copying {} to {RAM_IMAGE}", image.display()))?;
+    info!("copied {} to {RAM_IMAGE} ({size} bytes)", image.display());
     Ok(PathBuf::from(RAM_IMAGE))
 }
 

@@ -16,28 +16,36 @@ live_medium() {
     echo "$img"
 }
 
+# A tmpfs upper, and rd.live.ram=1: the image is copied to RAM first.
 scenario_root_tmpfs() {
     vm_add_scsi "$(live_medium live LIVEMEDIA)" ROOT-LIVE
-    vm_boot --append "root=live:LABEL=LIVEMEDIA rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay.size=512" || true
+    vm_boot --append "root=live:LABEL=LIVEMEDIA rd.live.image rd.live.ram=1 rd.live.overlay.overlayfs=1 rd.live.overlay.size=512" || true
     assert_report
     assert_report_mount LiveOS_rootfs / overlay
     assert_report_mount tmpfs /run/initramfs/tmpfs-overlay tmpfs
     check "tmpfs upper is 512 MiB (rd.live.overlay.size)" \
         bash -c "grep -q 'size=524288k' <<<\"\$(jq -r '.. | objects | select(.target? == \"/run/initramfs/tmpfs-overlay\") | .options' '$RESULTS/findmnt.json')\""
     assert_report_mount "~^/dev/sd" /run/initramfs/live ext4
+    assert_journal_contains "copied /run/initramfs/live/LiveOS/squashfs.img to /run/initramfs/squashed.img \([0-9]+ bytes\)"
 }
 
+# A zram upper, under dracut's livenet form: root=live:<URL> is fetched into
+# RAM by the fetch step, then mounted.
 scenario_root_zram() {
-    vm_add_scsi "$(live_medium live LIVEMEDIA)" ROOT-LIVE
-    vm_boot --append "root=live:LABEL=LIVEMEDIA rd.live.image metal.overlay=zram metal.zram-size=512M metal.zram-fs=xfs" || true
+    publish_image
+    vm_boot --append "root=live:http://10.0.2.2:8080/squashfs.img rd.live.image metal.overlay=zram metal.zram-size=512M metal.zram-fs=xfs ip=dhcp rd.neednet=1" || true
     assert_report
+    assert_journal_contains "Finished metalroot-fetch.service"
+    assert_report_mount "~^/dev/loop" /run/rootfsbase squashfs
     assert_report_mount LiveOS_rootfs / overlay
     assert_report_mount "~^/dev/zram" /run/initramfs/zram xfs
     assert_journal_contains "zram upper layer /dev/zram[0-9]+ \(536870912 bytes, zstd, xfs\)"
 }
 
-# Boot 1 writes a marker into the persistent overlay; boot 2 finds it;
-# boot 3 with rd.live.overlay.reset=1 starts from an empty overlay.
+# Boot 1 writes a marker into the persistent overlay. Boot 2, with
+# rd.live.overlay.readonly=1, finds it in the read-only middle layer and
+# writes again, into a tmpfs. Boot 3 finds only boot 1's line: the read-only
+# boot changed nothing. Boot 4 with rd.live.overlay.reset=1 starts empty.
 scenario_root_persist_root_reset() {
     local persist="$RUN_DIR/disks/persist.img"
     vm_add_scsi "$(live_medium live LIVEMEDIA)" ROOT-LIVE
@@ -48,9 +56,15 @@ scenario_root_persist_root_reset() {
     vm_boot --append "$cmd metaltest.hook=write-marker" || true
     assert_report
     assert_report_mount "~^/dev/sd" /run/initramfs/overlayfs ext4
-    vm_boot --append "$cmd metaltest.hook=read-marker" || true
+    vm_boot --append "$cmd rd.live.overlay.readonly=1 metaltest.hook=read-marker metaltest.hook=write-marker" || true
     assert_report
     assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "root-persist: boot 1's file is there in boot 2"
+    check "readonly: the persistent upper is a lower layer" \
+        bash -c "jq -r '.. | objects | select(.target? == \"/\") | .options' '$RESULTS/findmnt.json' | grep -q 'lowerdir=/run/initramfs/overlayfs/'"
+    assert_report_mount tmpfs /run/initramfs/tmpfs-overlay tmpfs
+    vm_boot --append "$cmd metaltest.hook=read-marker" || true
+    assert_report
+    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "readonly: boot 2's write did not reach the persistent overlay"
     vm_boot --append "$cmd rd.live.overlay.reset=1 metaltest.hook=read-marker" || true
     assert_report
     assert_journal_contains "Resetting the OverlayFS overlay directory"
@@ -164,17 +178,29 @@ scenario_root_ovirt_file_overlay() {
 }
 
 # The device-mapper form without a persistent overlay: the snapshot's store
-# is a sparse file in a tmpfs of rd.live.overlay.size. And the same image
-# with rd.live.overlay.overlayfs=1: OverlayFS over the mounted rootfs.img.
+# is a sparse file in a tmpfs of rd.live.overlay.size. Then the same image
+# with rd.live.overlay.overlayfs=1 and oVirt's other form of overlay file, a
+# filesystem image holding the upper and work directories: OverlayFS over
+# the mounted rootfs.img.
 scenario_root_snap() {
+    local tree="$RUN_DIR/persist-tree" persist="$RUN_DIR/disks/persist.img"
     vm_add_scsi "$(live_medium live LIVESNAP "$(fsimage_squashfs)")" SNAP-LIVE
+    mkdir -p "$tree"
+    truncate -s 256M "$tree/persist-fs.img"
+    mkfs.ext4 -q -F "$tree/persist-fs.img"
+    truncate -s 1G "$persist"
+    mkfs.ext4 -q -F -L SNAPPERSIST -d "$tree" "$persist"
+    rm -rf "$tree"
+    vm_add_scsi "$persist" SNAP-PERSIST
     vm_boot --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.size=256" || true
     assert_report
     assert_report_mount /dev/mapper/live-rw / ext4
     assert_report_mount "~^/dev/loop" /run/initramfs/squashfs squashfs
     assert_journal_contains "root is /dev/mapper/live-rw: a snapshot of /run/initramfs/squashfs/LiveOS/rootfs.img"
-    vm_boot --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay.size=256" || true
+    vm_boot --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay=LABEL=SNAPPERSIST:/persist-fs.img" || true
     assert_report
     assert_report_mount LiveOS_rootfs / overlay
     assert_report_mount "~^/dev/loop" /run/rootfsbase ext4
+    assert_report_mount "~^/dev/loop" /run/initramfs/overlay-image ext4
+    assert_journal_contains "persistent overlay at /run/initramfs/overlay-image/overlayfs"
 }
