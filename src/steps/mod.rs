@@ -10,6 +10,7 @@ pub mod hashed_copy;
 pub mod iscsi;
 pub mod layout;
 pub mod log;
+pub mod loopdev;
 pub mod mounts;
 pub mod notify;
 pub mod plan;

@@ -1,4 +1,4 @@
-//! Mounting with `nix`, loop devices through losetup, and waiting for udev.
+//! Mounting with `nix`, read-only loop devices, and waiting for udev.
 
 use crate::steps::cmd::run;
 use anyhow::{bail, Context, Result};
@@ -67,14 +67,7 @@ pub fn mount_dev(dev: &str, target: &Path, read_only: bool) -> Result<()> {
 
 /// Attaches a file to a read-only loop device, returns /dev/loopN.
 pub fn loop_attach(file: &Path) -> Result<String> {
-    let out = run(&[
-        "losetup",
-        "--find",
-        "--show",
-        "--read-only",
-        &file.to_string_lossy(),
-    ])?;
-    Ok(out.trim().to_string())
+    crate::steps::loopdev::attach(file, true)
 }
 
 pub fn bind(src: &Path, target: &Path) -> Result<()> {

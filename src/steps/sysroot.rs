@@ -6,7 +6,7 @@
 use crate::cli::SysrootArgs;
 use crate::steps::cmd::run as sh;
 use crate::steps::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
-use crate::steps::notify;
+use crate::steps::{loopdev, notify};
 use crate::values::DevSpec;
 use anyhow::{bail, Context, Result};
 use nix::mount::MsFlags;
@@ -309,9 +309,9 @@ fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) 
         info!("Resetting the device-mapper overlay {}", file.display());
         zero_header(&file)?;
     }
-    let out = sh(&["losetup", "--find", "--show", &file.to_string_lossy()])?;
+    let cow = loopdev::attach(&file, false)?;
     info!("persistent snapshot store {} on {dev}", file.display());
-    Ok(out.trim().to_string())
+    Ok(cow)
 }
 
 /// What blkid says of a snapshot store: nothing for a new (zeroed) one, and
@@ -348,8 +348,7 @@ fn ram_cow(size_mib: u64) -> Result<String> {
     let f = fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?;
     f.set_len(size_mib << 20)
         .with_context(|| format!("sizing {}", file.display()))?;
-    let out = sh(&["losetup", "--find", "--show", &file.to_string_lossy()])?;
-    Ok(out.trim().to_string())
+    loopdev::attach(&file, false)
 }
 
 fn dirs(upper: &Path, work: &Path) -> Result<(PathBuf, PathBuf)> {
@@ -422,8 +421,7 @@ fn persistent_upper(
             );
         }
         let img = Path::new("/run/initramfs/overlay-image");
-        let loopdev = sh(&["losetup", "--find", "--show", &upper.to_string_lossy()])?;
-        mount_dev(loopdev.trim(), img, false)?;
+        mount_dev(&loopdev::attach(&upper, false)?, img, false)?;
         upper = img.join("overlayfs");
         work = img.join("ovlwork");
     } else if a.overlay_path.is_some() && !upper.exists() {
