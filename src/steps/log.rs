@@ -13,6 +13,18 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+/// syslog's meaning of the levels, not tracing-journald's default (which
+/// files INFO as notice and DEBUG as info): `journalctl -p info` then shows
+/// metalroot's normal lines, and only `-p debug` adds the metal.debug=1 ones.
+fn priorities() -> tracing_journald::PriorityMappings {
+    use tracing_journald::Priority;
+    tracing_journald::PriorityMappings {
+        info: Priority::Informational,
+        debug: Priority::Debug,
+        ..tracing_journald::PriorityMappings::new()
+    }
+}
+
 pub fn init(debug: bool, step: &str) {
     let level = if debug { Level::DEBUG } else { Level::INFO };
     let filter = Targets::new()
@@ -22,6 +34,7 @@ pub fn init(debug: bool, step: &str) {
         .and_then(|_| tracing_journald::layer().ok())
         .map(|l| {
             l.with_field_prefix(None)
+                .with_priority_mappings(priorities())
                 .with_syslog_identifier(format!("metalroot-{step}"))
                 .with_custom_fields([("METALROOT_STEP", step)])
         });
