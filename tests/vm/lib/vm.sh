@@ -24,6 +24,7 @@
 #   RESULTS       the extracted results directory of this boot
 #   SERIAL        the serial log of this boot
 #   VM_LAST_SECS  how long the QEMU process ran, in seconds
+# VM_CONSOLE_INPUT (optional): a file or FIFO fed to the guest's console.
 # Boot 1 uses results/ and serial.log; boot N>1 uses results.N/ and
 # serial.N.log, so a multi-boot scenario keeps every boot's evidence.
 # Disks stay attached across boots of one scenario (vm_reset detaches).
@@ -180,8 +181,9 @@ vm_boot() {
     log "boot $VM_BOOTS: $(basename "$initrd_file"), append: $append"
     local t0=$EPOCHREALTIME rc=0
     # -k: QEMU exits on TERM, but make sure. stdin </dev/null: the guest's
-    # console gets no input (no one can log in; shells wait).
-    timeout -k 10 "$timeout" "${qemu[@]}" </dev/null >"$SERIAL" 2>&1 || rc=$?
+    # console gets no input (no one can log in; shells wait), unless the
+    # scenario set VM_CONSOLE_INPUT (a FIFO it types into, see 70-ops.sh).
+    timeout -k 10 "$timeout" "${qemu[@]}" <"${VM_CONSOLE_INPUT:-/dev/null}" >"$SERIAL" 2>&1 || rc=$?
     local secs
     secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
     # shellcheck disable=SC2034  # for scenarios

@@ -33,6 +33,11 @@ install() {
     inst_script "$tree/usr/libexec/metaltest/initrd-snapshot" \
         /usr/libexec/metaltest/initrd-snapshot
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target metaltest-initrd-snapshot.service
+    inst_simple "$tree/usr/lib/systemd/system/metaltest-status-sampler.service" \
+        "$systemdsystemunitdir/metaltest-status-sampler.service"
+    inst_script "$tree/usr/libexec/metaltest/status-sampler" \
+        /usr/libexec/metaltest/status-sampler
+    $SYSTEMCTL -q --root "$initdir" add-wants initrd.target metaltest-status-sampler.service
 
     # What the reporter runs. Most are in dracut's base already; -o because
     # a missing one only makes the report poorer.
