@@ -1,4 +1,5 @@
-//! Logging for the steps. Under systemd (JOURNAL_STREAM is set) lines go to
+//! Logging for the steps. Under systemd (JOURNAL_STREAM is set, or PID 1
+//! started us, as for the trap shell on the console) lines go to
 //! journald with structured fields, `METALROOT_STEP=<step>` on every entry so
 //! `journalctl METALROOT_STEP=fetch` works, and a plain copy to the console
 //! for the serial log. By hand in a shell they go to stderr.
@@ -30,8 +31,14 @@ pub fn init(debug: bool, step: &str) {
     let filter = Targets::new()
         .with_target("metalroot", level)
         .with_default(Level::WARN);
-    let journald = std::env::var_os("JOURNAL_STREAM")
-        .and_then(|_| tracing_journald::layer().ok())
+    // Started by systemd: its output goes to the journal (JOURNAL_STREAM),
+    // or, for the trap shell that owns the console, PID 1 is the parent. A
+    // step an operator runs by hand in a shell logs to stderr.
+    let by_systemd =
+        std::env::var_os("JOURNAL_STREAM").is_some() || std::os::unix::process::parent_id() == 1;
+    let journald = by_systemd
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
         .map(|l| {
             l.with_field_prefix(None)
                 .with_priority_mappings(priorities())
