@@ -106,6 +106,28 @@ fn initiator(given: Option<&str>) -> Result<String> {
     Ok(n)
 }
 
+/// iscsiadm's own retries of a first login (iscsid.conf's default is 8,
+/// each up to the 15 s login timeout: two minutes on a dead portal before
+/// metalroot's loop, with its backoff and its `--retries`, even sees the
+/// failure). One try per attempt, unless `--param` sets it.
+const LOGIN_RETRY_KEY: &str = "node.session.initial_login_retry_max";
+
+/// iscsid.conf lines for the `--param NAME=VALUE`s, after metalroot's
+/// default for iscsiadm's own login retries.
+fn param_lines(params: &[String]) -> Result<String> {
+    let mut s = String::new();
+    let mut retry_given = false;
+    for p in params {
+        let (k, v) = p.split_once('=').context("--param needs NAME=VALUE")?;
+        retry_given |= k.trim() == LOGIN_RETRY_KEY;
+        s.push_str(&format!("{} = {}\n", k.trim(), v.trim()));
+    }
+    if !retry_given {
+        s.insert_str(0, &format!("{LOGIN_RETRY_KEY} = 1\n"));
+    }
+    Ok(s)
+}
+
 const IBFT: &str = "/sys/firmware/ibft";
 
 /// The initiator name the firmware used (iscsi_ibft's sysfs).
@@ -151,10 +173,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     if let Some(p) = &a.discovery_auth_file {
         ours.push_str(&auth_lines("discovery.sendtargets.auth", &read_auth(p)?));
     }
-    for p in &a.params {
-        let (k, v) = p.split_once('=').context("--param needs NAME=VALUE")?;
-        ours.push_str(&format!("{} = {}\n", k.trim(), v.trim()));
-    }
+    ours.push_str(&param_lines(&a.params)?);
     let existing = fs::read_to_string(CONF).unwrap_or_default();
     crate::steps::private::write(Path::new(CONF), merge_conf(&existing, &ours).as_bytes())?;
     // iscsiadm starts iscsid itself (iscsid.startup); start it early anyway.
@@ -323,6 +342,23 @@ mod tests {
             n.argv(&["-o", "new"]).join(" "),
             "iscsiadm -m node -T iqn.a:t -p 10.0.2.2:3260,2 -I eth1-iface -o new"
         );
+    }
+
+    #[test]
+    fn one_iscsiadm_login_try_per_attempt_unless_given() {
+        let l = param_lines(&[s("node.session.timeo.replacement_timeout=15")]).unwrap();
+        assert_eq!(
+            l,
+            "node.session.initial_login_retry_max = 1\n\
+             node.session.timeo.replacement_timeout = 15\n"
+        );
+        let l = param_lines(&[s("node.session.initial_login_retry_max=8")]).unwrap();
+        assert_eq!(l, "node.session.initial_login_retry_max = 8\n");
+        assert!(param_lines(&[s("novalue")]).is_err());
+    }
+
+    fn s(x: &str) -> String {
+        x.to_string()
     }
 
     #[test]

@@ -203,6 +203,23 @@ rd.iscsi.param=node.session.timeo.replacement_timeout=5 $ISCSI_NET" || true
     assert_journal_contains "writable for the hand-over"
 }
 
+# The second portal is dead from the start (nothing on 3264; one login
+# attempt): the map is built from the one live path, because the multipath
+# step lists the iSCSI LUNs' WWIDs (seed 001's find_multipaths yes alone
+# makes no map for a single path).
+scenario_iscsi_multipath_dead_path() {
+    tgt_add_target 1 "$ISCSI_IQN" "$(iscsi_root_lun)"
+    vm_boot --append "root=/dev/mapper/mpatha netroot=iscsi:10.0.2.2::3260:1:$ISCSI_IQN \
+netroot=iscsi:10.0.2.2::3264:1:$ISCSI_IQN rd.multipath=default rd.iscsi.login_retry_max=1 $ISCSI_NET" || true
+    assert_report
+    assert_report_mount "/dev/mapper/mpatha" / ext4
+    assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3260"
+    assert_journal_contains "could not log in to $ISCSI_IQN after 1 attempts"
+    check "mpatha is a multipath map over the one live path" \
+        bash -c "grep -E '^mpatha: .* multipath ' '$RESULTS/dmsetup.txt' | grep -oE ' [0-9]+:[0-9]+ ' | wc -l | grep -qx 1"
+    assert_journal_not_contains "multipath -a .* failed"
+}
+
 # iscsi_luks_lvm_lun KEYFILE UUID: seed 001's image as a LUN file (printed):
 # LUKS2 (aes-xts-plain64, the key in KEYFILE, this UUID) holding an LVM PV
 # with VG "system": LV "root" is the root image (squashfs), LV "var" its
