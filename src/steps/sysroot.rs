@@ -91,7 +91,13 @@ fn open_squashfs(image: &Path) -> Result<Squashfs> {
     }
     let dev = loop_attach(image)?;
     let at = Path::new(SQUASHFS);
-    mount_fs(&dev, at, "squashfs", MsFlags::MS_RDONLY, None)?;
+    // The kernel says why only in dmesg; name the likely cause here.
+    mount_fs(&dev, at, "squashfs", MsFlags::MS_RDONLY, None).with_context(|| {
+        format!(
+            "{} is not a squashfs image, or is damaged (dmesg has the kernel's reason)",
+            image.display()
+        )
+    })?;
     let fs_image = fs_image_in(at).map(|f| at.join(f));
     match &fs_image {
         Some(f) => info!("the squashfs carries {}", f.display()),
