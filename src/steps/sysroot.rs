@@ -273,18 +273,20 @@ fn snapshot_root(a: &SysrootArgs, img: &Path, live: Option<&(String, String)>) -
     Ok(())
 }
 
-/// The persistent copy-on-write file on `rd.live.overlay`'s device, on a
-/// read-write loop device. An empty (zeroed) file is a new store.
-fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) -> Result<String> {
-    if a.overlay_readonly {
-        bail!(
-            "rd.live.overlay.readonly=1 needs OverlayFS, but the image carries a filesystem \
-             image and would be a device-mapper snapshot; add rd.live.overlay.overlayfs=1"
-        );
-    }
+/// Where dracut mounts `rd.live.overlay`'s device.
+const OVERLAY_MNT: &str = "/run/initramfs/overlayfs";
+
+/// Mounts `rd.live.overlay`'s device at /run/initramfs/overlayfs and returns
+/// it with the overlay's path there: the given one, or dmsquash-live's
+/// `<dir>/overlay-<label>-<uuid>` of the live medium.
+fn overlay_on_device(
+    a: &SysrootArgs,
+    spec: &str,
+    live: Option<&(String, String)>,
+) -> Result<(String, PathBuf)> {
     let dev = dev_path(spec)?;
     wait_for(&dev, a.device_timeout)?;
-    let mnt = Path::new("/run/initramfs/overlayfs");
+    let mnt = Path::new(OVERLAY_MNT);
     if !is_mountpoint(mnt) {
         mount_dev(&dev, mnt, false)?;
     }
@@ -295,7 +297,19 @@ fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) 
             format!("{}/overlay-{label}-{uuid}", a.live_dir)
         }
     };
-    let file = mnt.join(rel);
+    Ok((dev, mnt.join(rel)))
+}
+
+/// The persistent copy-on-write file on `rd.live.overlay`'s device, on a
+/// read-write loop device. An empty (zeroed) file is a new store.
+fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) -> Result<String> {
+    if a.overlay_readonly {
+        bail!(
+            "rd.live.overlay.readonly=1 needs OverlayFS, but the image carries a filesystem \
+             image and would be a device-mapper snapshot; add rd.live.overlay.overlayfs=1"
+        );
+    }
+    let (dev, file) = overlay_on_device(a, spec, live)?;
     if !file.is_file() {
         bail!(
             "rd.live.overlay: the snapshot file {} does not exist on {dev} \
@@ -338,8 +352,8 @@ fn zero_header(file: &Path) -> Result<()> {
         .with_context(|| format!("zeroing the header of {}", file.display()))
 }
 
-/// A sparse store in a tmpfs of `size_mib`: changes last until power-off.
-fn ram_cow(size_mib: u64) -> Result<String> {
+/// The tmpfs of `size_mib` that holds what is kept in RAM, mounted once.
+fn tmpfs_overlay(size_mib: u64) -> Result<&'static Path> {
     let m = Path::new("/run/initramfs/tmpfs-overlay");
     if !is_mountpoint(m) {
         mount_fs(
@@ -350,6 +364,12 @@ fn ram_cow(size_mib: u64) -> Result<String> {
             Some(&format!("mode=0755,size={size_mib}m")),
         )?;
     }
+    Ok(m)
+}
+
+/// A sparse store in a tmpfs of `size_mib`: changes last until power-off.
+fn ram_cow(size_mib: u64) -> Result<String> {
+    let m = tmpfs_overlay(size_mib)?;
     let file = m.join("overlay");
     let f = fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?;
     f.set_len(size_mib << 20)
@@ -365,16 +385,7 @@ fn dirs(upper: &Path, work: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 fn tmpfs_upper(size_mib: u64) -> Result<(PathBuf, PathBuf)> {
-    let m = Path::new("/run/initramfs/tmpfs-overlay");
-    if !is_mountpoint(m) {
-        mount_fs(
-            "tmpfs",
-            m,
-            "tmpfs",
-            MsFlags::empty(),
-            Some(&format!("mode=0755,size={size_mib}m")),
-        )?;
-    }
+    let m = tmpfs_overlay(size_mib)?;
     let r = dirs(&m.join("overlayfs"), &m.join("ovlwork"))?;
     link_run(&r.0, &r.1)?;
     Ok(r)
@@ -401,21 +412,11 @@ fn persistent_upper(
     live: Option<&(String, String)>,
     lowers: &mut Vec<String>,
 ) -> Result<(PathBuf, PathBuf)> {
-    let dev = dev_path(spec)?;
-    wait_for(&dev, a.device_timeout)?;
-    let mnt = Path::new("/run/initramfs/overlayfs");
-    if !is_mountpoint(mnt) {
-        mount_dev(&dev, mnt, false)?;
-    }
-    let rel = match &a.overlay_path {
-        Some(p) => p.trim_start_matches('/').to_string(),
-        None => {
-            let (label, uuid) = live.cloned().unwrap_or_default();
-            format!("{}/overlay-{label}-{uuid}", a.live_dir)
-        }
-    };
-    let mut upper = mnt.join(&rel);
-    let mut work = upper.parent().unwrap_or(mnt).join("ovlwork");
+    let (dev, mut upper) = overlay_on_device(a, spec, live)?;
+    let mut work = upper
+        .parent()
+        .unwrap_or(Path::new(OVERLAY_MNT))
+        .join("ovlwork");
     if upper.is_file() {
         // oVirt's form: a filesystem image file holding the changes.
         if is_cow_store(&blkid(&upper.to_string_lossy(), "TYPE")) {
@@ -515,15 +516,7 @@ fn lower_devices(a: &SysrootArgs, lower: &str) -> Result<()> {
     let upper_root = if a.upper.as_deref() == Some("zram") {
         zram(a)?
     } else {
-        let m = PathBuf::from("/run/initramfs/tmpfs-overlay");
-        mount_fs(
-            "tmpfs",
-            &m,
-            "tmpfs",
-            MsFlags::empty(),
-            Some(&format!("mode=0755,size={}m", a.tmpfs_size_mib)),
-        )?;
-        m
+        tmpfs_overlay(a.tmpfs_size_mib)?.to_path_buf()
     };
     let mut layers = vec![("root", lower.to_string(), a.target.clone())];
     if let Some(v) = &a.var_lower_device {

@@ -13,17 +13,7 @@
 # for text in the serial log between the lines it sends. What it types is
 # echoed too, so a marker to wait for is computed by the guest's shell
 # (`echo OPS-$((6*7))` prints OPS-42; its echo does not contain OPS-42).
-
-# A small ext4 "live medium" with LiveOS/squashfs.img (label $2).
-_ops_live_medium() {
-    local img="$RUN_DIR/disks/$1.img" tree="$RUN_DIR/$1-tree"
-    mkdir -p "$tree/LiveOS" "$RUN_DIR/disks"
-    cp "$ROOT_SQUASHFS" "$tree/LiveOS/squashfs.img"
-    truncate -s 1G "$img"
-    mkfs.ext4 -q -F -L "$2" -d "$tree" "$img"
-    rm -rf "$tree"
-    echo "$img"
-}
+# The live medium is 50-root.sh's live_medium.
 
 # _ops_wait FILE ERE SECS: until a line of FILE after line $_OPS_LINE
 # matches ERE (CRs dropped; the last, unfinished line counts, so a prompt
@@ -147,7 +137,7 @@ scenario_ops_status() {
 }
 
 scenario_ops_debug() {
-    vm_add_scsi "$(_ops_live_medium live OPSLIVE)" OPS-LIVE
+    vm_add_scsi "$(live_medium live OPSLIVE)" OPS-LIVE
     local base="root=live:LABEL=OPSLIVE rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay.size=256 metaltest.hook=journal-debug"
     vm_boot --append "$base" --timeout 240
     assert_report
@@ -179,7 +169,7 @@ scenario_ops_debug() {
 }
 
 scenario_ops_trap() {
-    vm_add_scsi "$(_ops_live_medium live OPSLIVE)" OPS-LIVE
+    vm_add_scsi "$(live_medium live OPSLIVE)" OPS-LIVE
     # shellcheck disable=SC2034  # used through a nameref
     local steps=(
         "wait:Inspect or change it, then leave this shell"
