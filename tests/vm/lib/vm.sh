@@ -83,16 +83,34 @@ _vm_drive() {
     # lose the appended arguments).
     VM_DRIVE_ID="d$VM_DRIVE_N"
     VM_DRIVE_N=$((VM_DRIVE_N + 1))
-    VM_DISK_ARGS+=(-drive "if=none,id=$VM_DRIVE_ID,file=$1,format=raw,cache=unsafe,discard=unmap,detect-zeroes=unmap")
+    VM_DISK_ARGS+=(-drive "if=none,id=$VM_DRIVE_ID,file=$1,format=raw,cache=unsafe,discard=unmap,detect-zeroes=unmap${2:+,$2}")
 }
 
-vm_add_scsi() {
+_vm_scsi_controller() {
     if [[ -z "$VM_HAVE_SCSI" ]]; then
         VM_DISK_ARGS+=(-device virtio-scsi-pci,id=scsi0)
         VM_HAVE_SCSI=1
     fi
+}
+
+vm_add_scsi() {
+    _vm_scsi_controller
     _vm_drive "$1"
     VM_DISK_ARGS+=(-device "scsi-hd,bus=scsi0.0,drive=$VM_DRIVE_ID,serial=$2")
+}
+
+# vm_add_scsi_twice FILE SERIAL: FILE as two SCSI disks (serials SERIAL-1
+# and SERIAL-2; file locking off, shared writes allowed), for a scenario
+# that must name a disk /dev/sdX although the guest's asynchronous probe
+# names its SCSI disks in either order. Only one of the two may be mounted
+# in a boot.
+vm_add_scsi_twice() {
+    local i
+    _vm_scsi_controller
+    for i in 1 2; do
+        _vm_drive "$1" file.locking=off
+        VM_DISK_ARGS+=(-device "scsi-hd,bus=scsi0.0,drive=$VM_DRIVE_ID,serial=$2-$i,share-rw=on")
+    done
 }
 
 vm_add_nvme() {

@@ -150,18 +150,18 @@ fsimage_squashfs() {
 # snapshot and the file is its copy-on-write store. Boot 1 writes a marker,
 # boot 2 finds it, boot 3 with rd.live.overlay.reset=1 starts empty.
 scenario_root_ovirt_file_overlay() {
-    local hda="$RUN_DIR/disks/hda.img" hdb="$RUN_DIR/disks/hdb.raw" tree="$RUN_DIR/hdb-tree"
-    # The live medium is a virtio disk so that the two SCSI disks are sda
-    # (the install disk of the recipe, unused) and sdb.
+    local hdb="$RUN_DIR/disks/hdb.raw" tree="$RUN_DIR/hdb-tree"
+    # The live medium is a virtio disk, and hdb.raw is both SCSI disks (the
+    # recipe's sda is an unused install disk): the guest probes SCSI disks
+    # asynchronously and once named them in the other order, so whichever
+    # it calls sdb must hold the file.
     vm_add_virtio "$(live_medium live oVirt-Node "$(fsimage_squashfs)")" OVIRT-LIVE
-    truncate -s 1G "$hda"
-    vm_add_scsi "$hda" OVIRT-HDA
     mkdir -p "$tree"
     dd if=/dev/zero bs=1M count=300 of="$tree/persist-hda.img" status=none
     truncate -s 500M "$hdb"
     mkfs.ext4 -q -F -d "$tree" "$hdb"
     rm -rf "$tree"
-    vm_add_scsi "$hdb" OVIRT-HDB
+    vm_add_scsi_twice "$hdb" OVIRT-HDB
     local cmd="root=live:LABEL=oVirt-Node rd.live.image rd.live.overlay=/dev/sdb:/persist-hda.img"
     vm_boot --append "$cmd metaltest.hook=write-marker" || true
     assert_report
