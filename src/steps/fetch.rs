@@ -326,7 +326,7 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
     if RETRY_STATUS.contains(&status.as_u16()) {
         bail!("GET {}: {status} (will retry)", shown(url));
     }
-    let (mut file, mut hasher, offset) = match status {
+    let (mut file, hasher, offset) = match status {
         StatusCode::PARTIAL_CONTENT if resuming => {
             info!("resuming {} at byte {have}", shown(url));
             let h = hasher_of(&part)?;
@@ -354,7 +354,7 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
     };
     write_meta(&part, &meta)?;
     let total = resp.content_length().map(|l| l + offset);
-    let got = stream(resp, &mut file, &mut hasher, offset, total, url)?;
+    let (got, hasher) = stream(resp, &mut file, hasher, offset, total, url)?;
     file.sync_all()
         .with_context(|| format!("fsync {}", part.display()))?;
     if let Some(t) = total {
@@ -376,15 +376,15 @@ fn header(r: &Response, name: reqwest::header::HeaderName) -> Option<String> {
 }
 
 /// Copies the body to the file while hashing, with progress in `STATUS=`;
-/// returns the file's length.
+/// returns the file's length and the hasher fed with all of it.
 fn stream(
     mut src: impl Read,
     out: &mut File,
-    hasher: &mut Sha256,
+    hasher: Sha256,
     offset: u64,
     total: Option<u64>,
     url: &str,
-) -> Result<u64> {
+) -> Result<(u64, Sha256)> {
     let start = Instant::now();
     let mut last = Instant::now();
     let progress = |done: u64| {
@@ -406,10 +406,8 @@ fn stream(
             rate / 1048576.0
         ));
     };
-    let (done, h) = hashed_copy::copy(&mut src, out, hasher.clone(), offset, progress)
-        .with_context(|| format!("reading from {}", shown(url)))?;
-    *hasher = h;
-    Ok(done)
+    hashed_copy::copy(&mut src, out, hasher, offset, progress)
+        .with_context(|| format!("reading from {}", shown(url)))
 }
 
 /// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
@@ -431,9 +429,8 @@ fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
         let part = part_path(dest);
         let mut out =
             File::create(&part).with_context(|| format!("creating {}", part.display()))?;
-        let mut h = Sha256::new();
         let total = f.metadata().map(|m| m.len()).ok();
-        let got = stream(f, &mut out, &mut h, 0, total, src)?;
+        let (got, h) = stream(f, &mut out, Sha256::new(), 0, total, src)?;
         out.sync_all().context("fsync")?;
         Ok(Fetched {
             meta: Meta {
