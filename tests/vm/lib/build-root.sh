@@ -96,11 +96,13 @@ configure_tree() {
     printf '# metaltest root: mounts come from the initrd\n' >"$TREE/etc/fstab"
     # Timers that could fire during a test, and services that are slow under
     # TCG and useless here (e2scrub_reap and getty-static each took 4-5 s of
-    # a 15 s boot).
+    # a 15 s boot). No logins either: nothing logs in to the test root, and
+    # the gettys with systemd-user-sessions cost 3 s before multi-user.
     local unit
     for unit in systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer \
         e2scrub_all.timer e2scrub_reap.service getty-static.service fstrim.timer \
-        mdcheck_start.timer mdcheck_continue.timer mdmonitor-oneshot.timer; do
+        mdcheck_start.timer mdcheck_continue.timer mdmonitor-oneshot.timer \
+        getty@.service serial-getty@.service systemd-user-sessions.service; do
         ln -sf /dev/null "$TREE/etc/systemd/system/$unit"
     done
 }

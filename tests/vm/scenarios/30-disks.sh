@@ -172,7 +172,12 @@ scenario_disks_guards() {
     vm_add_scsi "$small" GUARD-SMALL
     vm_add_nvme "$(vm_disk b "$DISK_SIZE")" GUARD-B
     vm_add_usb "$usb" GUARD-USB
-    vm_boot --append "$DISKS_CMDLINE netroot=iscsi:10.0.2.2::::iqn.2026-11.metaltest:guard" || true
+    # The LUN is no root device: its session does not outlive switch-root
+    # into the test root (NOP-Out timeouts there). A short replacement
+    # timeout fails its I/O in 5 s instead of stalling the report's probes
+    # for iscsid's default 120 s.
+    vm_boot --append "$DISKS_CMDLINE netroot=iscsi:10.0.2.2::::iqn.2026-11.metaltest:guard \
+rd.iscsi.param=node.session.timeo.replacement_timeout=5" || true
     assert_report
     assert_journal_contains "logged in to iqn.2026-11.metaltest:guard"
     assert_journal_contains "skipped: iSCSI LUN"

@@ -69,9 +69,8 @@ scenario_iscsi_chap() {
     assert_report
     assert_report_mount "~^/dev/sd" / ext4
     assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3260"
-    no_secret_but_cmdline s3cr3t-node-pw
-    no_secret_but_cmdline s3cr3t-tgt-pw
-    assert_file_not_contains fstab "s3cr3t"
+    no_secret_anywhere s3cr3t-node-pw
+    no_secret_anywhere s3cr3t-tgt-pw
 }
 
 scenario_iscsi_wrong_secret() {
