@@ -37,6 +37,14 @@ no_secret_anywhere() {
     check "secret $1 not in the root's iscsid.conf" bash -c "! grep -qF -- '$1' '$RESULTS/iscsid.conf' 2>/dev/null"
 }
 
+# no_secret_file_left: the generator's secret files under
+# /run/metalroot/secrets (which switch-root carries into the booted root)
+# are gone once used: only the steps' ".consumed" markers are left.
+no_secret_file_left() {
+    check "the secret files were removed after use ($(tr '\n' ' ' <"$RESULTS/run-metalroot-secrets.txt" 2>/dev/null))" \
+        bash -c "grep -q . '$RESULTS/run-metalroot-secrets.txt' && ! grep -v '\\.consumed\$' '$RESULTS/run-metalroot-secrets.txt'"
+}
+
 # iscsi_discovery_status PORT: the status (class and detail, hex) tgtd
 # answers to a SendTargets discovery login without authentication; 0201
 # is "authentication failed".
@@ -71,6 +79,7 @@ scenario_iscsi_chap() {
     assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3260"
     no_secret_anywhere s3cr3t-node-pw
     no_secret_anywhere s3cr3t-tgt-pw
+    no_secret_file_left
 }
 
 scenario_iscsi_wrong_secret() {
@@ -140,6 +149,7 @@ rd.iscsi.username=nodeuser rd.iscsi.password=s3cr3t-node-pw $ISCSI_NET" || true
     for w in s3cr3t-disco-pw s3cr3t-disco-tgt-pw s3cr3t-node-pw; do
         no_secret_anywhere "$w"
     done
+    no_secret_file_left
 }
 
 # Two portals to one LUN, each through a forwarder to tgtd (3262, 3263):
@@ -278,23 +288,9 @@ activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } backup { backup = 0 a
     echo "$lun"
 }
 
-# Seed 001's whole stack: the LUN (CHAP) holds LUKS, the key comes as the
-# systemd credential luksKey (SMBIOS type 11, never on the command line),
-# LVM is activated read-only, and / and /var are overlays with a zram upper.
-scenario_iscsi_luks_lvm() {
-    local uuid=5e7c0de0-7e57-4c0d-8e00-000000000001 key lun
-    key="luks-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    printf '%s' "$key" >"$RUN_DIR/luks.key"
-    local t0=$SECONDS
-    lun=$(iscsi_luks_lvm_lun "$RUN_DIR/luks.key" "$uuid")
-    log "LUKS/LVM LUN built in $((SECONDS - t0)) s ($(du -h "$lun" | cut -f1))"
-    tgt_add_target 1 "$ISCSI_IQN" "$lun"
-    tgt_set_chap 1 nodeuser s3cr3t-node-pw
-    vm_add_qemu_args -smbios "type=11,value=io.systemd.credential:luksKey=$key"
-    vm_boot --append "netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN \
-metal.luks=UUID=$uuid metal.luks.key=cred:luksKey metal.lvm=1 \
-metal.lower=/dev/mapper/system-root metal.lower.var=/dev/mapper/system-var \
-metal.overlay=zram metal.zram-size=512M $ISCSI_NET" || true
+# _luks_lvm_booted: what both boots of iscsi-luks-lvm must show.
+_luks_lvm_booted() {
+    local uuid=$1 key=$2
     assert_report
     assert_report_mount overlay / overlay
     assert_report_mount overlay /var overlay
@@ -305,11 +301,47 @@ metal.overlay=zram metal.zram-size=512M $ISCSI_NET" || true
     assert_journal_contains "LVM activated, devices read-only"
     check "the lower devices are read-only" \
         bash -c "jq -e '[.. | objects | select(.name? == \"system-root\" or .name? == \"system-var\" or .name? == \"luks_root\") | .ro] | length == 3 and all' '$RESULTS/lsblk.json'"
-    assert_file_contains initrd/systemctl-cat-metalroot.txt "^LoadCredential=luksKey"
     no_secret_anywhere "$key"
     no_secret_anywhere s3cr3t-node-pw
     # The key is nowhere on the command line: not even the kernel's echo.
     check "the LUKS key is in no journal line at all" bash -c "! grep -qF -- '$key' '$RESULTS/journal.txt'"
+    no_secret_file_left
+}
+
+# Seed 001's whole stack: the LUN (CHAP) holds LUKS, the key comes as the
+# systemd credential luksKey (SMBIOS type 11, never on the command line),
+# LVM is activated read-only, and / and /var are overlays with a zram upper.
+# Boot 2: the same LUN with the key fetched over https instead (a
+# pre-signed URL, whose token is a secret too; no credential this time).
+scenario_iscsi_luks_lvm() {
+    local uuid=5e7c0de0-7e57-4c0d-8e00-000000000001 key lun
+    key="luks-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    printf '%s' "$key" >"$RUN_DIR/luks.key"
+    local t0=$SECONDS
+    lun=$(iscsi_luks_lvm_lun "$RUN_DIR/luks.key" "$uuid")
+    log "LUKS/LVM LUN built in $((SECONDS - t0)) s ($(du -h "$lun" | cut -f1))"
+    tgt_add_target 1 "$ISCSI_IQN" "$lun"
+    tgt_set_chap 1 nodeuser s3cr3t-node-pw
+    vm_add_qemu_args -smbios "type=11,value=io.systemd.credential:luksKey=$key"
+    local stack="metal.luks=UUID=$uuid metal.lvm=1 \
+metal.lower=/dev/mapper/system-root metal.lower.var=/dev/mapper/system-var \
+metal.overlay=zram metal.zram-size=512M $ISCSI_NET"
+    vm_boot --append "netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN \
+metal.luks.key=cred:luksKey $stack" || true
+    _luks_lvm_booted "$uuid" "$key"
+    assert_file_contains initrd/systemctl-cat-metalroot.txt "^LoadCredential=luksKey"
+
+    vm_detach_disks
+    mkdir -p "$WWW/keys"
+    install -m 644 "$RUN_DIR/luks.key" "$WWW/keys/node1.key"
+    local token
+    token="tok3n$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    vm_boot --append "netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN \
+metal.luks.key=https://10.0.2.2:$HTTPS_PORT/keys/node1.key?X-Amz-Signature=$token $stack" || true
+    _luks_lvm_booted "$uuid" "$key"
+    assert_file_contains initrd/systemctl-cat-metalroot.txt "luks-open .*--key-url-file /run/metalroot/secrets/luks-key.url"
+    assert_file_not_contains initrd/systemctl-cat-metalroot.txt "LoadCredential"
+    no_secret_anywhere "$token"
 }
 
 # Seed 004 (Ironic boot from volume): QEMU's iPXE attaches the LUN with
