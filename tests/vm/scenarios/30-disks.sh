@@ -172,10 +172,10 @@ scenario_disks_guards() {
     vm_add_scsi "$small" GUARD-SMALL
     vm_add_nvme "$(vm_disk b "$DISK_SIZE")" GUARD-B
     vm_add_usb "$usb" GUARD-USB
-    # The LUN is no root device: its session does not outlive switch-root
-    # into the test root (NOP-Out timeouts there). A short replacement
-    # timeout fails its I/O in 5 s instead of stalling the report's probes
-    # for iscsid's default 120 s.
+    # The test root has no iscsid: once a TCG stall has tripped the LUN's
+    # NOP-Out timeout, nothing recovers its session there. A short
+    # replacement timeout then fails its I/O in 5 s instead of stalling the
+    # report's probes for the default 120 s (seen: 97 s to 218 s).
     vm_boot --append "$DISKS_CMDLINE netroot=iscsi:10.0.2.2::::iqn.2026-11.metaltest:guard \
 rd.iscsi.param=node.session.timeo.replacement_timeout=5" || true
     assert_report

@@ -5,7 +5,14 @@
 # LUN is the root).
 
 ISCSI_IQN=iqn.2026-11.metaltest:root
-ISCSI_NET="ip=dhcp rd.neednet=1 rd.iscsi.initiator=iqn.2026-11.metaltest:node1"
+# No NOP-Out pings: under TCG the guest (or QEMU's user network) can stall
+# for more than their 5 + 5 s, and the connection is then declared dead
+# (error 1022); the test root has no iscsid to recover the session, so a
+# root on the LUN failed with I/O errors 120 s later (seen once in
+# iscsi-luks-lvm). A closed connection (the multipath cut) is still seen
+# at once.
+ISCSI_NET="ip=dhcp rd.neednet=1 rd.iscsi.initiator=iqn.2026-11.metaltest:node1 \
+rd.iscsi.param=node.conn[0].timeo.noop_out_interval=0 rd.iscsi.param=node.conn[0].timeo.noop_out_timeout=0"
 
 iscsi_root_lun() {
     vm_copy_image "$ROOT_EXT4" lunroot
