@@ -190,8 +190,9 @@ rd.iscsi.param=node.session.timeo.replacement_timeout=5" || true
 }
 
 # Boot 1 leaves seed 000's arrays and metalvg0 plus a ceph-* volume group on
-# a third disk (the make-ceph-vg hook). Boot 2 asks for other labels, so the
-# disks are dirty: the wipe removes both VGs, stops and zeroes the arrays.
+# the third disk, the one left out of the arrays (the make-ceph-vg hook).
+# Boot 2 asks for other labels, so the disks are dirty: the wipe removes
+# both VGs, stops and zeroes the arrays.
 scenario_disks_dirty() {
     publish_image
     local cmd1="metal.server=http://10.0.2.2:8080/ $DISKS_BASE"
