@@ -115,8 +115,17 @@ scenario_iscsi_two_targets_one_dead() {
 scenario_iscsi_target_late() {
     local lun
     lun="$(iscsi_root_lun)"
-    # The target comes up 30 s after power-on.
-    (sleep 30 && tgt_add_target 1 "$ISCSI_IQN" "$lun") &
+    # The target comes up 25 s after the login unit started (about 30 s
+    # after power-on). A fixed 30 s from before vm_boot once raced the
+    # guest: its first login came at 27 s and the target was already there.
+    (
+        for ((i = 0; i < 1200; i++)); do
+            grep -qs 'metalroot-iscsi-1' "$RUN_DIR/serial.log" && break
+            sleep 0.25
+        done
+        sleep 25
+        tgt_add_target 1 "$ISCSI_IQN" "$lun"
+    ) &
     vm_boot --append "root=iscsi:10.0.2.2::3260:1:$ISCSI_IQN $ISCSI_NET" || true
     wait || true
     assert_report
