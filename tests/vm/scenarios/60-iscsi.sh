@@ -44,6 +44,17 @@ no_secret_anywhere() {
     check "secret $1 not in the root's iscsid.conf" bash -c "! grep -qF -- '$1' '$RESULTS/iscsid.conf' 2>/dev/null"
 }
 
+# serial_wait TEXT: wait (up to 300 s) until the current boot's serial log
+# holds TEXT (a grep pattern); 1 if it never did.
+serial_wait() {
+    local i
+    for ((i = 0; i < 1200; i++)); do
+        grep -qs -- "$1" "$RUN_DIR/serial.log" && return 0
+        sleep 0.25
+    done
+    return 1
+}
+
 # no_secret_file_left: the generator's secret files under
 # /run/metalroot/secrets (which switch-root carries into the booted root)
 # are gone once used: only the steps' ".consumed" markers are left.
@@ -119,10 +130,7 @@ scenario_iscsi_target_late() {
     # after power-on). A fixed 30 s from before vm_boot once raced the
     # guest: its first login came at 27 s and the target was already there.
     (
-        for ((i = 0; i < 1200; i++)); do
-            grep -qs 'metalroot-iscsi-1' "$RUN_DIR/serial.log" && break
-            sleep 0.25
-        done
+        serial_wait metalroot-iscsi-1 || true
         sleep 25
         tgt_add_target 1 "$ISCSI_IQN" "$lun"
     ) &
@@ -182,10 +190,7 @@ scenario_iscsi_multipath() {
     done
     (
         bytes() { cat "$RUN_DIR/fwd-$1.bytes" 2>/dev/null || echo 0; }
-        for ((i = 0; i < 1200; i++)); do
-            grep -q 'multipath maps' "$RUN_DIR/serial.log" 2>/dev/null && break
-            sleep 0.25
-        done
+        serial_wait 'multipath maps' || true
         b2=0 b3=0 n2=0 n3=0 cut=""
         b2=$(bytes 3262) b3=$(bytes 3263)
         # The first path to carry 64 KiB more after the map is the active one.
@@ -339,11 +344,10 @@ scenario_iscsi_luks_lvm() {
     tgt_add_target 1 "$ISCSI_IQN" "$lun"
     tgt_set_chap 1 nodeuser s3cr3t-node-pw
     vm_add_qemu_args -smbios "type=11,value=io.systemd.credential:luksKey=$key"
-    local stack="metal.luks=UUID=$uuid metal.lvm=1 \
+    local stack="netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN metal.luks=UUID=$uuid metal.lvm=1 \
 metal.lower=/dev/mapper/system-root metal.lower.var=/dev/mapper/system-var \
 metal.overlay=zram metal.zram-size=512M $ISCSI_NET"
-    vm_boot --append "netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN \
-metal.luks.key=cred:luksKey $stack" || true
+    vm_boot --append "metal.luks.key=cred:luksKey $stack" || true
     _luks_lvm_booted "$uuid" "$key"
     assert_file_contains initrd/systemctl-cat-metalroot.txt "^LoadCredential=luksKey"
 
@@ -352,8 +356,7 @@ metal.luks.key=cred:luksKey $stack" || true
     install -m 644 "$RUN_DIR/luks.key" "$WWW/keys/node1.key"
     local token
     token="tok3n$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    vm_boot --append "netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN \
-metal.luks.key=https://10.0.2.2:$HTTPS_PORT/keys/node1.key?X-Amz-Signature=$token $stack" || true
+    vm_boot --append "metal.luks.key=https://10.0.2.2:$HTTPS_PORT/keys/node1.key?X-Amz-Signature=$token $stack" || true
     _luks_lvm_booted "$uuid" "$key"
     assert_file_contains initrd/systemctl-cat-metalroot.txt "luks-open .*--key-url-file /run/metalroot/secrets/luks-key.url"
     assert_file_not_contains initrd/systemctl-cat-metalroot.txt "LoadCredential"
