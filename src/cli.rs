@@ -297,6 +297,12 @@ pub struct LuksArgs {
     pub key_url_file: Option<PathBuf>,
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Resolve and connect over IPv4 only (metal.ipv4=1).
+    #[arg(long)]
+    pub ipv4: bool,
+    /// Seconds to keep retrying the key's URL (metal.fetch-timeout).
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
 }
 
 #[derive(Args, Debug)]

@@ -351,6 +351,10 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
                 if let Some(ca) = &c.ca_file {
                     argv.extend([s("--ca"), ca.clone()]);
                 }
+                if c.ipv4 {
+                    argv.push(s("--ipv4"));
+                }
+                argv.extend([s("--timeout"), c.fetch_timeout.to_string()]);
             }
             None => {}
         }

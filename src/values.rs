@@ -237,6 +237,17 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A URL that is a secret as a whole (a key's pre-signed URL): its password
+/// and its query (the token) are hidden, host and path are kept so that an
+/// operator can tell which server failed.
+pub fn redact_secret_url(url: &str) -> String {
+    let u = redact_url(url);
+    match u.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => u,
+    }
+}
+
 impl Source {
     pub fn parse(param: &str, value: Option<&str>) -> Result<Source, ParamError> {
         let v = required(param, value)?;

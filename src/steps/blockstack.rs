@@ -97,26 +97,9 @@ pub fn luks(a: LuksArgs) -> Result<()> {
     } else if let Some(url_file) = &a.key_url_file {
         let url = fs::read_to_string(url_file)
             .with_context(|| format!("reading {}", url_file.display()))?;
-        let mut b =
-            reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30));
-        if let Some(ca) = &a.ca {
-            let pem = fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA file")?);
-        }
-        let body = b
-            .build()
-            .context("HTTP client")?
-            .get(url.trim())
-            .send()
-            .and_then(|r| r.error_for_status())
-            .and_then(|r| r.bytes())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "fetching the LUKS key from {}: {}",
-                    crate::values::redact_url(url.trim()),
-                    e.without_url()
-                )
-            })?;
+        let client = crate::steps::fetch::http_client(a.ipv4, a.ca.as_deref())?;
+        let timeout = std::time::Duration::from_secs(a.timeout);
+        let body = crate::steps::fetch::get_small(&client, url.trim(), "the LUKS key", timeout)?;
         let p = PathBuf::from(format!("{}/luks-{}.key", crate::plan::SECRETS_DIR, a.name));
         crate::steps::private::write(&p, &body)?;
         remove_after = Some(p.clone());

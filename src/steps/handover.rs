@@ -6,7 +6,7 @@ use crate::cli::HandoverArgs;
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::Path;
-use tracing::info;
+use tracing::{info, warn};
 
 const FSTAB_BOOT: &str =
     "LABEL=BOOTRAID /metal/recovery vfat defaults,nofail,x-systemd.device-timeout=30s 0 0";
@@ -215,6 +215,9 @@ fn enable(root: &Path, unit: &str) {
             return;
         }
     }
+    // Not an error: the root may start it another way. But a session or path
+    // lost after switch-root is then never recovered, so say so.
+    warn!("{unit} is not installed in the real root: nothing there will recover a lost session or path");
 }
 
 #[cfg(test)]
