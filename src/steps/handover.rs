@@ -265,4 +265,21 @@ ARRAY /dev/md127 metadata=1.2 name=any:ROOT UUID=dddddddd:22222222:33333333:4444
         assert_eq!(mdadm_conf(d.path()), d.path().join("etc/mdadm/mdadm.conf"));
         assert_eq!(new_array_lines(SCAN, "").len(), 4);
     }
+
+    #[test]
+    fn enables_an_installed_unit_in_multi_user() {
+        let d = tempfile::tempdir().unwrap();
+        let lib = d.path().join("usr/lib/systemd/system");
+        fs::create_dir_all(&lib).unwrap();
+        fs::write(lib.join("iscsid.service"), "[Service]\n").unwrap();
+        enable(d.path(), "iscsid.service");
+        enable(d.path(), "multipathd.service");
+        let wants = d.path().join("etc/systemd/system/multi-user.target.wants");
+        assert_eq!(
+            fs::read_link(wants.join("iscsid.service")).unwrap(),
+            Path::new("/usr/lib/systemd/system/iscsid.service")
+        );
+        // Not installed: no dangling link.
+        assert!(fs::symlink_metadata(wants.join("multipathd.service")).is_err());
+    }
 }
