@@ -25,8 +25,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 MIRROR="${METALTEST_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 # minbase + what the scenarios inspect or need at runtime. Small on purpose:
-# every MiB is decompressed by an emulated CPU.
-INCLUDE=systemd,systemd-sysv,udev,mdadm,lvm2,xfsprogs,util-linux,iproute2,kmod
+# every MiB is decompressed by an emulated CPU. open-iscsi: the root's iscsid
+# takes over the initrd's sessions (iscsi-chap cuts the connection after
+# switch-root).
+INCLUDE=systemd,systemd-sysv,udev,mdadm,lvm2,xfsprogs,util-linux,iproute2,kmod,open-iscsi
 ROOT_LABEL=METALTEST
 EXT4_SIZE=2G
 
@@ -105,6 +107,10 @@ configure_tree() {
         getty@.service serial-getty@.service systemd-user-sessions.service; do
         ln -sf /dev/null "$TREE/etc/systemd/system/$unit"
     done
+    # open-iscsi installed but not enabled (Debian enables iscsid.socket and
+    # open-iscsi.service): the root's iscsid must run because metalroot's
+    # hand-over enabled it, and the other boots pay nothing for it.
+    find "$TREE/etc/systemd/system" -path '*.wants/*' \( -name iscsid.socket -o -name open-iscsi.service \) -delete
 }
 
 # Kernel modules for the guest kernel (replacing any previous copy), so
