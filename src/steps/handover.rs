@@ -104,17 +104,70 @@ pub fn run(a: HandoverArgs) -> Result<()> {
             fs::write(root.join("etc/iscsi/iscsid.conf"), clean).context("writing iscsid.conf")?;
         }
         enable(root, "iscsid.service");
-        let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host = host.trim();
-        if !host.is_empty() && host != "localhost" && host != "(none)" {
-            fs::write(root.join("etc/hostname"), format!("{host}\n"))
-                .context("writing etc/hostname")?;
-        }
+        write_hostname(root)?;
     }
     if a.multipath {
         copy_in(root, "etc/multipath.conf")?;
         enable(root, "multipathd.service");
     }
+    Ok(())
+}
+
+/// Where systemd-networkd keeps its DHCP leases (one file per interface).
+const LEASES: &str = "/run/systemd/netif/leases";
+
+/// A name worth handing over: not empty, not a placeholder, and only what
+/// a hostname may hold (a DHCP server's option is untrusted input).
+fn usable_hostname(h: &str) -> Option<&str> {
+    let h = h.trim();
+    let ok = !h.is_empty()
+        && h.len() <= 64
+        && h != "localhost"
+        && h != "(none)"
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !h.starts_with(['-', '.']);
+    ok.then_some(h)
+}
+
+/// The HOSTNAME= of a systemd-networkd lease file.
+fn lease_hostname(lease: &str) -> Option<&str> {
+    lease
+        .lines()
+        .find_map(|l| l.strip_prefix("HOSTNAME="))
+        .and_then(usable_hostname)
+}
+
+/// Seed 001's `hostname > /sysroot/etc/hostname`: the initrd's hostname (set
+/// by `systemd.hostname=` or by the network setup), else the one the DHCP
+/// server gave: the initrd has no hostnamed, so systemd-networkd cannot set
+/// it and only records it in its lease.
+fn write_hostname(root: &Path) -> Result<()> {
+    let kernel = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let (host, from) = match usable_hostname(&kernel) {
+        Some(h) => (h.to_string(), "the initrd's hostname".to_string()),
+        None => {
+            let mut leases: Vec<_> = fs::read_dir(LEASES)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            leases.sort();
+            let found = leases.iter().find_map(|p| {
+                let text = fs::read_to_string(p).ok()?;
+                let h = lease_hostname(&text)?.to_string();
+                Some((h, format!("the DHCP lease in {}", p.display())))
+            });
+            match found {
+                Some(f) => f,
+                None => {
+                    info!("no hostname to hand over (none set, none from DHCP)");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let file = root.join("etc/hostname");
+    fs::write(&file, format!("{host}\n")).with_context(|| format!("writing {}", file.display()))?;
+    info!("wrote hostname {host} ({from}) to {}", file.display());
     Ok(())
 }
 
@@ -281,5 +334,21 @@ ARRAY /dev/md127 metadata=1.2 name=any:ROOT UUID=dddddddd:22222222:33333333:4444
         );
         // Not installed: no dangling link.
         assert!(fs::symlink_metadata(wants.join("multipathd.service")).is_err());
+    }
+
+    #[test]
+    fn hostname_from_a_networkd_lease() {
+        let lease = "# This is private data. Do not parse.\nADDRESS=10.0.2.15\nHOSTNAME=node001\n";
+        assert_eq!(lease_hostname(lease), Some("node001"));
+        assert_eq!(lease_hostname("ADDRESS=10.0.2.15\n"), None);
+        assert_eq!(lease_hostname("HOSTNAME=localhost\n"), None);
+        // Untrusted: a name that could break a config file is not used.
+        assert_eq!(lease_hostname("HOSTNAME=a b;rm\n"), None);
+        assert_eq!(lease_hostname("HOSTNAME=-x\n"), None);
+        assert_eq!(usable_hostname("(none)\n"), None);
+        assert_eq!(
+            usable_hostname("ncn-w001.example\n"),
+            Some("ncn-w001.example")
+        );
     }
 }

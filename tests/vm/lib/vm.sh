@@ -12,6 +12,7 @@
 #   vm_add_usb   FILE SERIAL             USB stick on xhci (/dev/sdX, TRAN usb)
 #   vm_add_virtio FILE SERIAL            virtio-blk        (/dev/vdX)
 #   vm_add_qemu_args ARG...              anything else (e.g. -smbios, -acpitable)
+#   VM_NETDEV_EXTRA=",hostname=node1"    more options of the user network
 #   vm_detach_disks                      start over with no data disks
 #   vm_boot [--initrd dracut|mkosi|FILE] [--append "ARGS"] [--timeout SECS]
 #           [--mem MiB] [--pxe IPXE_SCRIPT]
@@ -37,6 +38,7 @@ VM_MEM_DEFAULT=2048
 RESULTS_DISK_SIZE=256M
 
 vm_reset() {
+    VM_NETDEV_EXTRA=
     VM_DISK_ARGS=()
     VM_EXTRA_ARGS=()
     VM_HAVE_SCSI=
@@ -183,6 +185,7 @@ vm_boot() {
         boot=(-boot n)
         netdev="user,id=n0,tftp=$(dirname "$pxe"),bootfile=$(basename "$pxe")"
     fi
+    netdev+="${VM_NETDEV_EXTRA:-}"
     local qemu=(
         qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2
         -nographic -no-reboot -nodefaults -serial stdio -monitor none

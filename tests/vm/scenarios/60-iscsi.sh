@@ -108,6 +108,9 @@ scenario_iscsi_chap() {
         wait
     ) &
     local watcher=$!
+    # The DHCP server names the node; the hand-over writes that name into
+    # the root (the test root's own /etc/hostname says metaltest).
+    VM_NETDEV_EXTRA=",hostname=node001"
     vm_boot --append "root=iscsi:nodeuser:s3cr3t-node-pw:tgtuser:s3cr3t-tgt-pw@10.0.2.2::3265:1:$ISCSI_IQN $ISCSI_NET \
 metaltest.hook=iscsi-reconnect" || true
     pkill -f "tcpfwd.py 3265" 2>/dev/null || true
@@ -122,6 +125,8 @@ metaltest.hook=iscsi-reconnect" || true
     assert_file_contains iscsi/iscsid-active "^active"
     assert_file_contains iscsi/sessions-before.txt "$ISCSI_IQN"
     assert_file_contains iscsi/etc-iscsi.txt "InitiatorName=iqn.2026-11.metaltest:node1"
+    assert_journal_contains "wrote hostname node001 \\(the DHCP lease in /run/systemd/netif/leases/[0-9]+\\) to /sysroot/etc/hostname"
+    assert_file_contains iscsi/hostname "^node001\$"
     check "the connection was cut after switch-root ($(tr '\n' ' ' <"$RUN_DIR/path-cut" 2>/dev/null))" \
         grep -q back "$RUN_DIR/path-cut"
     assert_file_contains hooks/iscsi-reconnect.rc "^0"
