@@ -387,7 +387,7 @@ _luks_lvm_booted() {
 # per boot on 2026-12-02), hence the longer timeouts. The root's iscsid is
 # masked here (iscsi-chap tests its take-over): on this root it spent 80 s
 # and more starting (once in an RCU stall in squashfs readahead), and its
-# take-over re-login paused the root's I/O on top; 2 boots of 4 ran past
+# take-over re-login paused the root's I/O on top; 3 boots of 4 ran past
 # 300 s with it.
 scenario_iscsi_luks_lvm() {
     local uuid=5e7c0de0-7e57-4c0d-8e00-000000000001 key lun
