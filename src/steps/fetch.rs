@@ -80,7 +80,7 @@ pub fn run(a: FetchArgs) -> Result<()> {
         bail!("no image source given (metal.server)");
     }
     let dest = destination(&a)?;
-    let client = client(&a)?;
+    let client = http_client(a.ipv4, a.ca.as_deref())?;
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let urls: Vec<String> = sources
         .iter()
@@ -177,10 +177,6 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
     Ok(dir.join(&a.image))
 }
 
-fn client(a: &FetchArgs) -> Result<Client> {
-    http_client(a.ipv4, a.ca.as_deref())
-}
-
 /// The HTTP client of every metalroot step: connect and read timeouts (a
 /// stalled server fails instead of hanging the boot), metal.ipv4, and the
 /// site's CA.
@@ -218,6 +214,7 @@ fn backoff(attempt: u32, left: Duration) -> Duration {
 /// the URL is shown without its password and query (the token).
 pub fn get_small(client: &Client, url: &str, what: &str, timeout: Duration) -> Result<Vec<u8>> {
     let deadline = Instant::now() + timeout;
+    let redacted = crate::values::redact_secret_url(url);
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -228,8 +225,7 @@ pub fn get_small(client: &Client, url: &str, what: &str, timeout: Duration) -> R
             },
             Ok(r) if RETRY_STATUS.contains(&r.status().as_u16()) => anyhow!("{}", r.status()),
             Ok(r) => bail!(
-                "fetching {what} from {}: {} (not retried)",
-                crate::values::redact_secret_url(url),
+                "fetching {what} from {redacted}: {} (not retried)",
                 r.status()
             ),
             Err(e) => anyhow!("{}", e.without_url()),
@@ -237,15 +233,13 @@ pub fn get_small(client: &Client, url: &str, what: &str, timeout: Duration) -> R
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             bail!(
-                "fetching {what} from {}: {err} (gave up after {attempt} attempts in {} s)",
-                crate::values::redact_secret_url(url),
+                "fetching {what} from {redacted}: {err} (gave up after {attempt} attempts in {} s)",
                 timeout.as_secs()
             );
         }
         let wait = backoff(attempt, left);
         warn!(
-            "fetching {what} from {} failed: {err}; retrying in {} s",
-            crate::values::redact_secret_url(url),
+            "fetching {what} from {redacted} failed: {err}; retrying in {} s",
             wait.as_secs()
         );
         notify::status(&format!("retrying {what} in {} s: {err}", wait.as_secs()));

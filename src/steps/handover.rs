@@ -144,31 +144,32 @@ fn lease_hostname(lease: &str) -> Option<&str> {
 /// it and only records it in its lease.
 fn write_hostname(root: &Path) -> Result<()> {
     let kernel = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let (host, from) = match usable_hostname(&kernel) {
-        Some(h) => (h.to_string(), "the initrd's hostname".to_string()),
-        None => {
-            let mut leases: Vec<_> = fs::read_dir(LEASES)
-                .map(|d| d.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
-            leases.sort();
-            let found = leases.iter().find_map(|p| {
-                let text = fs::read_to_string(p).ok()?;
-                let h = lease_hostname(&text)?.to_string();
-                Some((h, format!("the DHCP lease in {}", p.display())))
-            });
-            match found {
-                Some(f) => f,
-                None => {
-                    info!("no hostname to hand over (none set, none from DHCP)");
-                    return Ok(());
-                }
-            }
-        }
+    let found = usable_hostname(&kernel)
+        .map(|h| (h.to_string(), "the initrd's hostname".to_string()))
+        .or_else(dhcp_hostname);
+    let Some((host, from)) = found else {
+        info!("no hostname to hand over (none set, none from DHCP)");
+        return Ok(());
     };
     let file = root.join("etc/hostname");
     fs::write(&file, format!("{host}\n")).with_context(|| format!("writing {}", file.display()))?;
     info!("wrote hostname {host} ({from}) to {}", file.display());
     Ok(())
+}
+
+/// The first hostname in networkd's leases (by file name), and which lease.
+fn dhcp_hostname() -> Option<(String, String)> {
+    let mut leases: Vec<_> = fs::read_dir(LEASES)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    leases.sort();
+    leases.iter().find_map(|p| {
+        let text = fs::read_to_string(p).ok()?;
+        let h = lease_hostname(&text)?.to_string();
+        Some((h, format!("the DHCP lease in {}", p.display())))
+    })
 }
 
 /// seed 000's arrays, by the names metalroot gives them.
