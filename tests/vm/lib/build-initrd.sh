@@ -24,6 +24,8 @@ set -euo pipefail
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mirror.sh"
 
 [[ $EUID -eq 0 ]] || die "build-initrd.sh must run as root"
 [[ $# -eq 2 ]] || die "usage: build-initrd.sh dracut|mkosi OUT"
@@ -58,7 +60,7 @@ inputs_hash() {
             "$BIN/man" "$UNITS" "$ADDON" "$CA"
         case "$BUILDER" in
             dracut) hash_inputs "$REPO_ROOT/dracut" ;;
-            mkosi) hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi" ;;
+            mkosi) hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi"; mkosi_apt_sources ;;
         esac
     } | sha256sum | cut -d' ' -f1
 }
@@ -142,10 +144,48 @@ mkosi_addon_tree() {
     echo "$tree"
 }
 
+# mkosi_apt_sources: the apt sources mkosi installs from, on the host's
+# mirror (mirror.sh) so that no mirror host is written into the bench.
+mkosi_apt_sources() {
+    # "|| return": callers run this in command substitutions and pipelines,
+    # where errexit is off.
+    local main security
+    main="$(apt_mirror bookworm)" || return
+    security="$(apt_security_mirror bookworm)" || return
+    cat <<EOF
+# apt sources for mkosi builds, written by tests/vm/lib/build-initrd.sh from
+# the host's mirror (tests/vm/lib/mirror.sh), given as --package-manager-tree.
+# Given explicitly because mkosi 24 otherwise also adds a debian-debug
+# repository, which the mirror here refuses as "not signed".
+Types: deb
+URIs: $main
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+}
+
+# The package manager tree with those sources: mkosi uses the mkosi.sources
+# it finds there instead of writing its own.
+mkosi_pkgmngr_tree() {
+    local tree="$CACHE/mkosi/pkgmngr"
+    rm -rf "$tree"
+    mkdir -p "$tree/etc/apt/sources.list.d"
+    mkosi_apt_sources >"$tree/etc/apt/sources.list.d/mkosi.sources" || return
+    echo "$tree"
+}
+
 build_mkosi() {
-    local ktree addon work="$CACHE/mkosi/work"
+    local ktree addon pkgmngr work="$CACHE/mkosi/work"
     ktree="$(mkosi_kernel_tree)"
     addon="$(mkosi_addon_tree)"
+    pkgmngr="$(mkosi_pkgmngr_tree)"
     stage_mkosi_tree
     rm -rf "$work"
     mkdir -p "$work/out" "$work/ws" "$CACHE/mkosi/pkgcache"
@@ -153,9 +193,10 @@ build_mkosi() {
     # installation and, next time, only lays the extra trees (metalroot's
     # binaries, the add-on) on a copy: ~20 s instead of ~55 s. Its own
     # cache invalidation is "rudimentary", so force a fresh one (-ff)
-    # whenever the package-level inputs change.
+    # whenever the package-level inputs change (the apt sources too: a
+    # changed mirror gets a fresh install).
     local pkg_stamp force=()
-    pkg_stamp="$( { hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi"; echo tar; } | sha256sum | cut -d' ' -f1)"
+    pkg_stamp="$( { hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi" "$pkgmngr"; echo tar; } | sha256sum | cut -d' ' -f1)"
     if [[ "$(cat "$CACHE/mkosi/incremental.stamp" 2>/dev/null)" != "$pkg_stamp" ]]; then
         force=(-ff)
         rm -f "$CACHE/mkosi/incremental.stamp"
@@ -164,7 +205,7 @@ build_mkosi() {
     # Essential on Debian, so this is normally a no-op; it documents the need).
     (cd "$REPO_ROOT" && mkosi --directory "$REPO_ROOT" "${force[@]}" --incremental=yes \
         --output-dir "$work/out" --workspace-dir "$work/ws" \
-        --cache-dir "$CACHE/mkosi/pkgcache" \
+        --cache-dir "$CACHE/mkosi/pkgcache" --package-manager-tree="$pkgmngr" \
         --extra-tree "$ktree" --extra-tree "$addon" --package tar \
         build) >"$OUT.log" 2>&1 ||
         { tail -n 40 "$OUT.log" >&2; die "mkosi failed (log: $OUT.log)"; }

@@ -19,11 +19,15 @@ set -euo pipefail
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mirror.sh"
 
 [[ $EUID -eq 0 ]] || die "build-root.sh must run as root (debootstrap, chroot)"
 
-MIRROR="${METALTEST_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
+# The host's own mirror, or METALTEST_MIRROR (mirror.sh). Not part of the
+# tree stamp: another mirror of the same suite gives the same tree.
+MIRROR="$(apt_mirror "$SUITE")"
 # minbase + what the scenarios inspect or need at runtime. Small on purpose:
 # every MiB is decompressed by an emulated CPU. open-iscsi: the root's iscsid
 # takes over the initrd's sessions (iscsi-chap cuts the connection after

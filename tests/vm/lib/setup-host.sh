@@ -18,6 +18,8 @@ set -euo pipefail
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mirror.sh"
 
 [[ $EUID -eq 0 ]] || die "setup-host.sh must run as root (it installs packages)"
 
@@ -94,7 +96,10 @@ install_mkosi() {
         return 0
     fi
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        echo 'deb http://deb.debian.org/debian bookworm-backports main' >"$BACKPORTS_LIST"
+        # From the mirror the host's bookworm entry uses (mirror.sh).
+        local mirror
+        mirror="$(apt_mirror bookworm)"
+        echo "deb $mirror bookworm-backports main" >"$BACKPORTS_LIST"
         APT_UPDATED=
     fi
     apt_update_once
