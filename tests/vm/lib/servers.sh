@@ -34,6 +34,9 @@ HTTP_PORT="${METALTEST_HTTP_PORT:-8080}"
 HTTPS_PORT="${METALTEST_HTTPS_PORT:-8443}"
 FAULT_PORT="${METALTEST_FAULT_PORT:-8081}"
 ISCSI_PORT=3260
+# tgtd's management socket is a file (/var/run/tgtd/socket.N) shared by
+# every network namespace: parallel workers each use their own N.
+TGT_CONTROL_PORT="${METALTEST_TGT_CONTROL_PORT:-0}"
 # What the guest uses to reach the host through QEMU's user network (for
 # scenarios' command lines).
 # shellcheck disable=SC2034
@@ -127,23 +130,23 @@ _start_faultserver() {
 }
 
 _tgtadm() {
-    tgtadm --lld iscsi "$@"
+    tgtadm -C "$TGT_CONTROL_PORT" --lld iscsi "$@"
 }
 
 _start_tgtd() {
     # One tgtd per host: it owns a fixed control socket. Refuse to touch one
     # we did not start.
-    if tgtadm --lld iscsi --op show --mode sys >/dev/null 2>&1; then
-        die "a tgtd is already running; stop it first: tgtadm --op delete --mode system --force"
+    if _tgtadm --op show --mode sys >/dev/null 2>&1; then
+        die "a tgtd is already running on control port $TGT_CONTROL_PORT; stop it first: tgtadm -C $TGT_CONTROL_PORT --op delete --mode system --force"
     fi
     # setsid: tgtd must not get the terminal's signals; it ignores SIGTERM
     # anyway and is stopped through tgtadm. The RDMA and oom_score_adj
     # warnings in its log are harmless.
-    setsid tgtd -f --iscsi "portal=127.0.0.1:$ISCSI_PORT" </dev/null >>"$SERVERS_DIR/tgtd.log" 2>&1 9>&- &
+    setsid tgtd -f -C "$TGT_CONTROL_PORT" --iscsi "portal=127.0.0.1:$ISCSI_PORT" </dev/null >>"$SERVERS_DIR/tgtd.log" 2>&1 9>&- &
     _TGTD_PID=$!
     local i
     for ((i = 0; i < 100; i++)); do
-        tgtadm --lld iscsi --op show --mode sys >/dev/null 2>&1 && wait_port "$ISCSI_PORT" 1 && return 0
+        _tgtadm --op show --mode sys >/dev/null 2>&1 && wait_port "$ISCSI_PORT" 1 && return 0
         sleep 0.1
     done
     cat "$SERVERS_DIR/tgtd.log" >&2
@@ -161,7 +164,7 @@ _stop_stale_servers() {
         cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || continue
         case "$name:$cmd" in
             nginx:*"$SERVERS_DIR/nginx"* | faultserver:*faultserver.py*"$SERVERS_DIR/www"*) ;;
-            tgtd:tgtd*) tgtadm --op delete --mode system --force >/dev/null 2>&1 || true ;;
+            tgtd:tgtd*) tgtadm -C "$TGT_CONTROL_PORT" --op delete --mode system --force >/dev/null 2>&1 || true ;;
             *) continue ;;
         esac
         log "stopping $name (pid $pid) left by an earlier run"
@@ -213,7 +216,7 @@ _stop_pid() {
 servers_stop() {
     if [[ -n "$_TGTD_PID" ]]; then
         # tgtd ignores SIGTERM; this is its documented stop.
-        tgtadm --op delete --mode system --force >/dev/null 2>&1 || true
+        tgtadm -C "$TGT_CONTROL_PORT" --op delete --mode system --force >/dev/null 2>&1 || true
         local i
         for ((i = 0; i < 50; i++)); do
             kill -0 "$_TGTD_PID" 2>/dev/null || break

@@ -35,6 +35,13 @@
 
 VM_TIMEOUT_DEFAULT="${METALTEST_VM_TIMEOUT:-300}"
 VM_MEM_DEFAULT=2048
+# vCPUs per guest; tests/vm/run sets it from -j (see its header).
+VM_SMP="${METALTEST_SMP:-2}"
+# Guests that share the cores with others run up to that many times slower
+# (measured: a smoke boot 33 s alone, 68 s beside two others), so every
+# boot timeout and host-side wait on a guest is multiplied by this; a
+# timeout is there to end a hang, not to time the guest.
+VM_TIMEOUT_SCALE="${METALTEST_TIMEOUT_SCALE:-1}"
 RESULTS_DISK_SIZE=256M
 
 vm_reset() {
@@ -159,6 +166,7 @@ vm_boot() {
             *) die "vm_boot: unknown option $1" ;;
         esac
     done
+    timeout=$((timeout * VM_TIMEOUT_SCALE))
     VM_BOOTS=$((VM_BOOTS + 1))
     local sfx=""
     ((VM_BOOTS > 1)) && sfx=".$VM_BOOTS"
@@ -187,7 +195,7 @@ vm_boot() {
     fi
     netdev+="${VM_NETDEV_EXTRA:-}"
     local qemu=(
-        qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2
+        qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp "$VM_SMP"
         -nographic -no-reboot -nodefaults -serial stdio -monitor none
         "${boot[@]}"
         -drive "if=none,id=results,file=$rimg,format=raw,cache=unsafe"

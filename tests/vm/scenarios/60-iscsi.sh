@@ -44,11 +44,11 @@ no_secret_anywhere() {
     check "secret $1 not in the root's iscsid.conf" bash -c "! grep -qF -- '$1' '$RESULTS/iscsid.conf' 2>/dev/null"
 }
 
-# serial_wait TEXT: wait (up to 300 s) until the current boot's serial log
+# serial_wait TEXT: wait (up to 300 s × VM_TIMEOUT_SCALE) until the current boot's serial log
 # holds TEXT (a grep pattern); 1 if it never did.
 serial_wait() {
     local i
-    for ((i = 0; i < 1200; i++)); do
+    for ((i = 0; i < 1200 * VM_TIMEOUT_SCALE; i++)); do
         grep -qs -- "$1" "$RUN_DIR/serial.log" && return 0
         sleep 0.25
     done

@@ -33,7 +33,7 @@ _ops_wait() {
 }
 
 # _ops_console FIFO SERIAL STEP...: STEP is "wait:ERE" (a line after the
-# previous match, up to 150 s), "wait0:ERE" (any line) or "send:TEXT"
+# previous match, up to 150 s × VM_TIMEOUT_SCALE), "wait0:ERE" (any line) or "send:TEXT"
 # (typed, then Enter). Logs to
 # $RUN_DIR/console-driver.log; returns 1 when a wait times out. Keeps the
 # FIFO open until QEMU has powered off (or 30 s), so the guest never reads
@@ -48,7 +48,7 @@ _ops_console() {
             wait:* | wait0:*)
                 [[ $step == wait0:* ]] && _OPS_LINE=0
                 echo "$(date +%T) $step" >>"$RUN_DIR/console-driver.log"
-                if ! _ops_wait "$serial" "${step#*:}" 150; then
+                if ! _ops_wait "$serial" "${step#*:}" $((150 * VM_TIMEOUT_SCALE)); then
                     echo "$(date +%T) TIMEOUT" >>"$RUN_DIR/console-driver.log"
                     rc=1
                     break
@@ -63,7 +63,7 @@ _ops_console() {
         esac
     done
     _OPS_LINE=0
-    _ops_wait "$serial" 'reboot: Power down' 30 || true
+    _ops_wait "$serial" 'reboot: Power down' $((30 * VM_TIMEOUT_SCALE)) || true
     exec 3>&-
     return "$rc"
 }
