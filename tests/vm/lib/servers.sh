@@ -133,6 +133,11 @@ _tgtadm() {
     tgtadm -C "$TGT_CONTROL_PORT" --lld iscsi "$@"
 }
 
+# _tgt_shutdown: tgtd's documented stop (it ignores SIGTERM).
+_tgt_shutdown() {
+    tgtadm -C "$TGT_CONTROL_PORT" --op delete --mode system --force >/dev/null 2>&1 || true
+}
+
 _start_tgtd() {
     # One tgtd per host: it owns a fixed control socket. Refuse to touch one
     # we did not start.
@@ -164,7 +169,7 @@ _stop_stale_servers() {
         cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || continue
         case "$name:$cmd" in
             nginx:*"$SERVERS_DIR/nginx"* | faultserver:*faultserver.py*"$SERVERS_DIR/www"*) ;;
-            tgtd:tgtd*) tgtadm -C "$TGT_CONTROL_PORT" --op delete --mode system --force >/dev/null 2>&1 || true ;;
+            tgtd:tgtd*) _tgt_shutdown ;;
             *) continue ;;
         esac
         log "stopping $name (pid $pid) left by an earlier run"
@@ -215,8 +220,7 @@ _stop_pid() {
 
 servers_stop() {
     if [[ -n "$_TGTD_PID" ]]; then
-        # tgtd ignores SIGTERM; this is its documented stop.
-        tgtadm -C "$TGT_CONTROL_PORT" --op delete --mode system --force >/dev/null 2>&1 || true
+        _tgt_shutdown
         local i
         for ((i = 0; i < 50; i++)); do
             kill -0 "$_TGTD_PID" 2>/dev/null || break
