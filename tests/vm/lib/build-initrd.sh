@@ -46,7 +46,8 @@ ADDON="$VM_DIR/initrd-addon"
 DRIVERS="nvme squashfs overlay loop zram ext4 xfs vfat nls_cp437 nls_iso8859_1
 usb-storage xhci_pci xhci_hcd uas sd_mod sr_mod virtio_scsi virtio_blk virtio_net
 virtio_pci md_mod raid0 raid1 raid10 dm_mod dm_snapshot dm_crypt dm_multipath
-dm_round_robin iscsi_tcp libiscsi scsi_transport_iscsi iscsi_ibft af_packet crc32c"
+dm_round_robin iscsi_tcp libiscsi scsi_transport_iscsi iscsi_ibft af_packet crc32c
+aesni_intel xts"
 
 # The slim module set from the bench notes, plus ours. `crypt` comes in as a
 # dependency of metalroot.

@@ -196,7 +196,7 @@ vm_boot() {
     # --pxe FILE: no -kernel; the firmware's iPXE boots from the network
     # (QEMU's user-net DHCP names FILE, served by its TFTP from FILE's
     # directory), and FILE (an iPXE script) fetches kernel and initrd itself.
-    local boot=(-kernel "$GUEST_VMLINUZ" -initrd "$initrd_file" -append "$cmdline")
+    local boot=(-kernel "${GUEST_BOOT_KERNEL:-$GUEST_VMLINUZ}" -initrd "$initrd_file" -append "$cmdline")
     local netdev=user,id=n0
     if [[ -n "$pxe" ]]; then
         boot=(-boot n)
