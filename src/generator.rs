@@ -112,7 +112,7 @@ fn write_plan(root: &Path, g: &Generated) -> Result<()> {
     let Some(text) = &g.plan_text else {
         return Ok(());
     };
-    let path = root.join(crate::steps::status::PLAN_FILE.trim_start_matches('/'));
+    let path = root.join(crate::kinds::PLAN_FILE.trim_start_matches('/'));
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

@@ -3,12 +3,14 @@
 //! The pure core is `cmdline → params → plan → units`; `generator` writes its
 //! output, and `steps` are the ExecStart programs of the units.
 
+pub mod args;
 pub mod cli;
 pub mod cmdline;
 pub mod core;
 pub mod error;
 pub mod generator;
 pub mod iscsi_spec;
+pub mod kinds;
 pub mod params;
 pub mod plan;
 pub mod render;

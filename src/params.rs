@@ -8,63 +8,24 @@
 use crate::cmdline::Arg;
 use crate::error::ParamError;
 use crate::iscsi_spec::{self, Chap, IscsiTarget};
-use crate::values::{boolean, number, required, DevSpec, Size, Source};
+pub use crate::kinds::{DiskId, MdLevel, RamMode, Upper};
+use crate::kinds::{
+    Size, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
+    DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE,
+};
+use crate::values::{boolean, number, required, DevSpec, Source};
+use clap::ValueEnum;
 use serde::Serialize;
 
-/// `metal.md-level`: what mdadm accepts as `--level`, normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MdLevel {
-    Linear,
-    Raid0,
-    Raid1,
-    Raid4,
-    Raid5,
-    Raid6,
-    Raid10,
-}
-
-impl MdLevel {
-    fn parse(param: &str, v: Option<&str>) -> Result<MdLevel, ParamError> {
-        let v = required(param, v)?;
-        Ok(match v.to_ascii_lowercase().as_str() {
-            "linear" => MdLevel::Linear,
-            "stripe" | "raid0" | "0" => MdLevel::Raid0,
-            "mirror" | "raid1" | "1" => MdLevel::Raid1,
-            "raid4" | "4" => MdLevel::Raid4,
-            "raid5" | "5" => MdLevel::Raid5,
-            "raid6" | "6" => MdLevel::Raid6,
-            "raid10" | "10" => MdLevel::Raid10,
-            _ => {
-                return Err(ParamError::new(
-                    param,
-                    v,
-                    "unknown md level; use mirror, stripe, linear, raid0, raid1, raid4, raid5, raid6 or raid10",
-                ))
-            }
-        })
-    }
-
-    /// The fewest members mdadm accepts for the level.
-    pub fn min_disks(self) -> u64 {
-        match self {
-            MdLevel::Linear | MdLevel::Raid0 | MdLevel::Raid1 => 1,
-            MdLevel::Raid4 | MdLevel::Raid5 | MdLevel::Raid10 => 2,
-            MdLevel::Raid6 => 4,
-        }
-    }
-
-    pub fn as_mdadm(self) -> &'static str {
-        match self {
-            MdLevel::Linear => "linear",
-            MdLevel::Raid0 => "raid0",
-            MdLevel::Raid1 => "raid1",
-            MdLevel::Raid4 => "raid4",
-            MdLevel::Raid5 => "raid5",
-            MdLevel::Raid6 => "raid6",
-            MdLevel::Raid10 => "raid10",
-        }
-    }
+fn md_level(param: &str, v: Option<&str>) -> Result<MdLevel, ParamError> {
+    let v = required(param, v)?;
+    MdLevel::from_cmdline(v).ok_or_else(|| {
+        ParamError::new(
+            param,
+            v,
+            "unknown md level; use mirror, stripe, linear, raid0, raid1, raid4, raid5, raid6 or raid10",
+        )
+    })
 }
 
 /// `root=`: a live image (ours) or anything else (systemd's own handling).
@@ -91,34 +52,6 @@ pub enum OverlayDev {
         device: DevSpec,
         path: Option<String>,
     },
-}
-
-/// `metal.ram=`: the three boot-to-RAM modes of seed 002.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RamMode {
-    /// Copy the image's tree into a tmpfs root.
-    Copy,
-    /// Mount the squashfs read-only as the root.
-    Squashfs,
-    /// The squashfs in RAM under a tmpfs overlay.
-    Overlay,
-}
-
-/// `metal.overlay=`: a non-persistent upper layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Upper {
-    Tmpfs,
-    Zram,
-}
-
-/// An entry of `metal.disk-allow=`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "by", content = "value", rename_all = "lowercase")]
-pub enum DiskId {
-    Serial(String),
-    Wwn(String),
 }
 
 /// `metal.luks.key=`.
@@ -222,13 +155,13 @@ impl Default for Config {
             aux_md_size_gb: 150,
             root: None,
             live_image: false,
-            live_dir: "LiveOS".into(),
-            squashimg: "squashfs.img".into(),
+            live_dir: DEFAULT_LIVE_DIR.into(),
+            squashimg: DEFAULT_SQUASHIMG.into(),
             overlay: None,
             overlayfs: false,
             overlay_reset: false,
             overlay_readonly: false,
-            overlay_size_mib: 32768,
+            overlay_size_mib: DEFAULT_OVERLAY_SIZE_MIB,
             live_ram: false,
             netroots: Vec::new(),
             netroot_iscsi: false,
@@ -245,9 +178,9 @@ impl Default for Config {
             ca_file: None,
             ram: None,
             upper: None,
-            zram_size: Size::PercentOfRam(50),
-            zram_comp: "zstd".into(),
-            zram_fs: "xfs".into(),
+            zram_size: DEFAULT_ZRAM_SIZE,
+            zram_comp: DEFAULT_ZRAM_COMP.into(),
+            zram_fs: DEFAULT_ZRAM_FS.into(),
             trap: false,
             disk_allow: Vec::new(),
             dry_run: false,
@@ -259,7 +192,7 @@ impl Default for Config {
             lvm: false,
             lower: None,
             lower_var: None,
-            fetch_timeout: 1800,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             ignored: Vec::new(),
         }
     }
@@ -418,7 +351,7 @@ impl Config {
             "metal.server" => self.servers.push(Source::parse(k, v)?),
             "metal.debug" => self.debug = boolean(k, v)?,
             "metal.disks" => self.disks = number(k, v, 1, 64)?,
-            "metal.md-level" => self.md_level = MdLevel::parse(k, v)?,
+            "metal.md-level" => self.md_level = md_level(k, v)?,
             "metal.no-wipe" => self.no_wipe = boolean(k, v)?,
             "metal.wipe-delay" => self.wipe_delay = number(k, v, 2, 60)?,
             "metal.min-disk-size" => self.min_disk_size_gib = number(k, v, 1, 1 << 20)?,
@@ -537,25 +470,18 @@ impl Config {
                 self.ca_file = Some(p)
             }
             "metal.ram" => {
-                self.ram = Some(match required(k, v)? {
-                    "copy" => RamMode::Copy,
-                    "squashfs" => RamMode::Squashfs,
-                    "overlay" => RamMode::Overlay,
-                    other => {
-                        return Err(ParamError::new(
-                            k,
-                            other,
-                            "expected copy, squashfs or overlay",
-                        ))
-                    }
-                })
+                let m = required(k, v)?;
+                self.ram = Some(
+                    RamMode::from_str(m, false)
+                        .map_err(|_| ParamError::new(k, m, "expected copy, squashfs or overlay"))?,
+                )
             }
             "metal.overlay" => {
-                self.upper = Some(match required(k, v)? {
-                    "tmpfs" => Upper::Tmpfs,
-                    "zram" => Upper::Zram,
-                    other => return Err(ParamError::new(k, other, "expected tmpfs or zram")),
-                })
+                let u = required(k, v)?;
+                self.upper = Some(
+                    Upper::from_str(u, false)
+                        .map_err(|_| ParamError::new(k, u, "expected tmpfs or zram"))?,
+                )
             }
             "metal.zram-size" => self.zram_size = Size::parse(k, v)?,
             "metal.zram-comp" => self.zram_comp = word(k, v)?,
@@ -568,17 +494,9 @@ impl Config {
             "metal.trap" => self.trap = boolean(k, v)?,
             "metal.disk-allow" => {
                 for item in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
-                    let id = match item.split_once(':') {
-                        Some(("serial", s)) if !s.is_empty() => DiskId::Serial(s.to_string()),
-                        Some(("wwn", s)) if !s.is_empty() => DiskId::Wwn(s.to_ascii_lowercase()),
-                        _ => {
-                            return Err(ParamError::new(
-                                k,
-                                item,
-                                "expected serial:<serial> or wwn:<wwn>",
-                            ))
-                        }
-                    };
+                    let id = item
+                        .parse::<DiskId>()
+                        .map_err(|why| ParamError::new(k, item, why))?;
                     self.disk_allow.push(id);
                 }
             }

@@ -2,6 +2,7 @@
 //! bounded numbers, sizes, device specs and image sources.
 
 use crate::error::ParamError;
+pub use crate::kinds::Size;
 use serde::Serialize;
 
 /// dracut's `getargbool`: a bare key is true; 1/yes/y/on/true and
@@ -44,52 +45,10 @@ pub fn required<'a>(param: &str, value: Option<&'a str>) -> Result<&'a str, Para
     }
 }
 
-/// A size for zram: `N[KMGT]` in bytes (binary units) or `N%` of RAM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Size {
-    Bytes(u64),
-    PercentOfRam(u8),
-}
-
 impl Size {
     pub fn parse(param: &str, value: Option<&str>) -> Result<Size, ParamError> {
         let v = required(param, value)?;
-        let bad = || ParamError::new(param, v, "expected a size like 4G, 512M or 50%");
-        if let Some(p) = v.strip_suffix('%') {
-            let n: u8 = p.parse().map_err(|_| bad())?;
-            return if (1..=100).contains(&n) {
-                Ok(Size::PercentOfRam(n))
-            } else {
-                Err(ParamError::new(param, v, "a percentage must be 1 to 100"))
-            };
-        }
-        let (digits, mult) = match v.char_indices().last() {
-            Some((i, c)) if c.is_ascii_alphabetic() => {
-                let m: u64 = match c.to_ascii_uppercase() {
-                    'K' => 1 << 10,
-                    'M' => 1 << 20,
-                    'G' => 1 << 30,
-                    'T' => 1 << 40,
-                    _ => return Err(bad()),
-                };
-                (&v[..i], m)
-            }
-            _ => (v, 1),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        match n.checked_mul(mult) {
-            Some(b) if b > 0 => Ok(Size::Bytes(b)),
-            _ => Err(bad()),
-        }
-    }
-
-    /// The form `zramctl --size` and the step binaries take.
-    pub fn arg(&self) -> String {
-        match self {
-            Size::Bytes(b) => b.to_string(),
-            Size::PercentOfRam(p) => format!("{p}%"),
-        }
+        v.parse().map_err(|why| ParamError::new(param, v, why))
     }
 }
 

@@ -251,3 +251,31 @@ fn units_pass_systemd_analyze_verify() {
         );
     }
 }
+
+/// The seam between plan and steps: for every golden plan, each step's
+/// typed arguments survive `to_argv` and the real parser unchanged, and the
+/// unit's argv is exactly `to_argv` (plus the global `--debug`).
+#[test]
+fn step_arguments_round_trip_through_argv() {
+    for case in cases() {
+        let line = fs::read_to_string(case.join("cmdline")).expect("cmdline");
+        let site = fs::read_to_string(case.join("etc/metalroot.conf")).ok();
+        let Ok(Some(plan)) = metalroot::core::plan(site.as_deref(), &line) else {
+            continue;
+        };
+        for st in &plan.steps {
+            let argv = st.cmd.to_argv();
+            let back = Cli::try_parse_ordered(&argv)
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", case.display(), st.name));
+            assert_eq!(back.cmd, st.cmd, "{}: {}", case.display(), st.name);
+            let unit: Vec<&String> = st.argv.iter().filter(|a| *a != "--debug").collect();
+            assert_eq!(
+                unit,
+                argv.iter().collect::<Vec<_>>(),
+                "{}: {}",
+                case.display(),
+                st.name
+            );
+        }
+    }
+}

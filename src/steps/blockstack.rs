@@ -100,7 +100,7 @@ pub fn luks(a: LuksArgs) -> Result<()> {
         let client = crate::steps::fetch::http_client(a.ipv4, a.ca.as_deref())?;
         let timeout = std::time::Duration::from_secs(a.timeout);
         let body = crate::steps::fetch::get_small(&client, url.trim(), "the LUKS key", timeout)?;
-        let p = PathBuf::from(format!("{}/luks-{}.key", crate::plan::SECRETS_DIR, a.name));
+        let p = PathBuf::from(format!("{}/luks-{}.key", crate::kinds::SECRETS_DIR, a.name));
         crate::steps::private::write(&p, &body)?;
         remove_after = Some(p.clone());
         p

@@ -1,6 +1,7 @@
 //! Finding the local disks metalroot may touch, by scanning sysfs, and the
 //! rules that choose among them. Every disk gets a logged reason.
 
+use crate::kinds::DiskId;
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ impl Disk {
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub min_size: u64,
-    pub allow: Vec<String>,
+    pub allow: Vec<DiskId>,
 }
 
 /// Why a disk is (not) eligible; `None` means eligible.
@@ -69,10 +70,9 @@ pub fn refusal(d: &Disk, r: &Rules) -> Option<String> {
         ));
     }
     if !r.allow.is_empty() {
-        let ok = r.allow.iter().any(|a| match a.split_once(':') {
-            Some(("serial", s)) => !d.serial.is_empty() && d.serial == s,
-            Some(("wwn", w)) => !d.wwn.is_empty() && norm_wwn(&d.wwn) == norm_wwn(w),
-            _ => false,
+        let ok = r.allow.iter().any(|a| match a {
+            DiskId::Serial(s) => !d.serial.is_empty() && d.serial == *s,
+            DiskId::Wwn(w) => !d.wwn.is_empty() && norm_wwn(&d.wwn) == norm_wwn(w),
         });
         if !ok {
             return Some(format!(
@@ -277,7 +277,7 @@ pub fn part_dev(disk: &str, n: u32) -> String {
 /// settled with enough eligible ones (or the wait runs out). Must come before
 /// anything looks at the disks, the search for an existing layout included:
 /// right after udev's trigger the disks may not be probed yet.
-pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
+pub fn wait_settled(a: &crate::args::DiskArgs) -> Result<()> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
@@ -326,7 +326,7 @@ pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
 
 /// Scans (after `wait_settled`), logs every disk's verdict, and checks
 /// there are enough.
-pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
+pub fn select_logged(a: &crate::args::DiskArgs) -> Result<Vec<Disk>> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
@@ -469,9 +469,9 @@ mod tests {
         let r = Rules {
             min_size: 0,
             allow: vec![
-                "serial:S1".into(),
-                "wwn:0x0025385b71b0e5ab".into(),
-                "wwn:5".into(),
+                "serial:S1".parse().unwrap(),
+                "wwn:0x0025385b71b0e5ab".parse().unwrap(),
+                "wwn:5".parse().unwrap(),
             ],
         };
         let (ok, _) = choose(&[a, b, c], &r);

@@ -26,7 +26,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let level = a.md_level.as_str();
+    let level = a.md_level.as_mdadm();
     let all = select_logged(d)?;
     let chosen: Vec<_> = all.into_iter().take(d.disks as usize).collect();
     let need = (BOOT_MIB << 20) + ((a.sqfs_size_gb + a.oval_size_gb + a.aux_size_gb) << 30);

@@ -29,19 +29,18 @@ pub fn run(a: PlanArgs) -> Result<()> {
 
 /// What the plan's disk steps would do to each disk of this machine.
 fn disk_report(p: &crate::plan::Plan) -> Result<String> {
-    use crate::cli::{Cli, Cmd};
-    use clap::Parser;
+    use crate::cli::Cmd;
     use std::fmt::Write;
     let mut out = String::from("\ndisks on this machine:\n");
     let mut wipes = false;
     let mut disk_args = None;
     for st in &p.steps {
-        match Cli::try_parse_from(&st.argv).map(|c| c.cmd) {
-            Ok(Cmd::Wipe(w)) => {
+        match &st.cmd {
+            Cmd::Wipe(w) => {
                 wipes = true;
-                disk_args = Some(w.disks);
+                disk_args = Some(w.disks.clone());
             }
-            Ok(Cmd::Layout(l)) => disk_args = Some(l.disks),
+            Cmd::Layout(l) => disk_args = Some(l.disks.clone()),
             _ => {}
         }
     }

@@ -17,7 +17,7 @@ const PRIVATE: &str = "/run/systemd/private";
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const WIDTH: usize = 80;
 /// Written by the generator: the plan the units were made from.
-pub const PLAN_FILE: &str = "/run/metalroot/plan.txt";
+use crate::kinds::PLAN_FILE;
 
 /// One unit as systemd sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -4,6 +4,9 @@
 //! /run/overlayfs, /run/ovlwork pointing at the upper and work directories.
 
 use crate::cli::SysrootArgs;
+use crate::kinds::{
+    RamMode, Size, Upper, DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
+};
 use crate::steps::cmd::run as sh;
 use crate::steps::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
 use crate::steps::{loopdev, notify};
@@ -15,9 +18,8 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use tracing::info;
 
-const LIVE: &str = "/run/initramfs/live";
+const LIVE: &str = crate::kinds::LIVE_MNT;
 const BASE: &str = "/run/rootfsbase";
-const RAM_IMAGE: &str = "/run/initramfs/squashed.img";
 /// Where dracut mounts a squashfs that carries a filesystem image.
 const SQUASHFS: &str = "/run/initramfs/squashfs";
 /// The root filesystem images live media carry inside the squashfs, as
@@ -179,8 +181,8 @@ pub fn run(a: SysrootArgs) -> Result<()> {
         image = copy_to_ram(&image)?;
     }
     let sq = open_squashfs(&image)?;
-    match a.ram.as_deref() {
-        Some("copy") => {
+    match a.ram {
+        Some(RamMode::Copy) => {
             mount_base(&sq, Path::new(BASE))?;
             let need = tree_size(Path::new(BASE));
             check_fits("metal.ram=copy", need)?;
@@ -198,7 +200,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
             info!("root copied into a tmpfs ({need} bytes)");
             return Ok(());
         }
-        Some("squashfs") => {
+        Some(RamMode::Squashfs) => {
             mount_base(&sq, &target)?;
             info!("root is the squashfs, read-only");
             return Ok(());
@@ -218,7 +220,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     let mut lowers = vec![BASE.to_string()];
     let (upper, work) = if let Some(spec) = &a.overlay_device {
         persistent_upper(&a, spec, live_id.as_ref(), &mut lowers)?
-    } else if a.upper.as_deref() == Some("zram") {
+    } else if a.upper == Some(Upper::Zram) {
         let m = zram(&a)?;
         dirs(&m.join("upper"), &m.join("work"))?
     } else {
@@ -460,9 +462,8 @@ fn persistent_upper(
 
 /// A zram device with a filesystem, mounted at /run/initramfs/zram (seed 001).
 fn zram(a: &SysrootArgs) -> Result<PathBuf> {
-    let size = match a.zram_size.as_deref().unwrap_or("50%") {
-        s if s.ends_with('%') => {
-            let pct: u64 = s.trim_end_matches('%').parse().context("--zram-size")?;
+    let size = match a.zram_size.clone().unwrap_or(DEFAULT_ZRAM_SIZE) {
+        Size::PercentOfRam(pct) => {
             let total = fs::read_to_string("/proc/meminfo")
                 .ok()
                 .and_then(|m| {
@@ -473,12 +474,12 @@ fn zram(a: &SysrootArgs) -> Result<PathBuf> {
                 })
                 .unwrap_or(0)
                 * 1024;
-            (total * pct / 100).to_string()
+            (total * u64::from(pct) / 100).to_string()
         }
-        s => s.to_string(),
+        Size::Bytes(b) => b.to_string(),
     };
-    let comp = a.zram_comp.as_deref().unwrap_or("zstd");
-    let fstype = a.zram_fs.as_deref().unwrap_or("xfs");
+    let comp = a.zram_comp.as_deref().unwrap_or(DEFAULT_ZRAM_COMP);
+    let fstype = a.zram_fs.as_deref().unwrap_or(DEFAULT_ZRAM_FS);
     sh(&["modprobe", "zram"]).ok();
     let dev = sh(&["zramctl", "--find", "--size", &size, "--algorithm", comp])?;
     let dev = dev.trim().to_string();
@@ -513,7 +514,7 @@ fn wait_by_path(suffix: &str, secs: u64) -> Result<String> {
 
 /// Seed 001: read-only lower devices for / and /var, upper on zram or tmpfs.
 fn lower_devices(a: &SysrootArgs, lower: &str) -> Result<()> {
-    let upper_root = if a.upper.as_deref() == Some("zram") {
+    let upper_root = if a.upper == Some(Upper::Zram) {
         zram(a)?
     } else {
         tmpfs_overlay(a.tmpfs_size_mib)?.to_path_buf()
