@@ -128,7 +128,7 @@ fn write_secrets(root: &Path, g: &Generated) -> Result<()> {
         if consumed_marker(&path).exists() {
             continue;
         }
-        crate::steps::private::write(&path, s.contents.as_bytes())?;
+        crate::sys::private::write(&path, s.contents.as_bytes())?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `metalroot`: the step binary behind every generated unit, and `plan`.
 
 use metalroot::cli::{Cli, Cmd};
-use metalroot::steps;
+use metalroot::{steps, sys};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    steps::log::init(cli.debug, cli.cmd.name());
+    sys::log::init(cli.debug, cli.cmd.name());
     let result = match cli.cmd {
         Cmd::Plan(a) => steps::plan::run(a),
         Cmd::Fail { message } => steps::fail::run(&message),

@@ -3,6 +3,7 @@
 
 use crate::error::ParamError;
 pub use crate::kinds::Size;
+use crate::redact::redact_url;
 use serde::Serialize;
 
 /// dracut's `getargbool`: a bare key is true; 1/yes/y/on/true and
@@ -179,32 +180,6 @@ impl std::fmt::Debug for Source {
 
 fn ser_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redact_url(url))
-}
-
-/// Replaces the password of `scheme://user:password@host/...` by `<redacted>`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let auth_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..auth_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:<redacted>@{}", &rest[at + 1..])
-        }
-        None => url.to_string(),
-    }
-}
-
-/// A URL that is a secret as a whole (a key's pre-signed URL): its password
-/// and its query (the token) are hidden, host and path are kept so that an
-/// operator can tell which server failed.
-pub fn redact_secret_url(url: &str) -> String {
-    let u = redact_url(url);
-    match u.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>"),
-        None => u,
-    }
 }
 
 impl Source {

@@ -11,7 +11,8 @@ use super::{
 use crate::error::ParamError;
 use crate::iscsi_spec;
 use crate::kinds::DiskId;
-use crate::values::{boolean, number, redact_url, required, DevSpec, Size, Source};
+use crate::redact::redact_url;
+use crate::values::{boolean, number, required, DevSpec, Size, Source};
 use clap::ValueEnum;
 
 /// What a parameter is being parsed into.

@@ -4,8 +4,8 @@
 //! devices set read-only.
 
 use crate::cli::{LuksArgs, LvmArgs, MultipathArgs};
-use crate::steps::cmd::{run as sh, run_ok, settle};
-use crate::steps::{mounts, notify};
+use crate::sys::cmd::{run as sh, run_ok, settle};
+use crate::sys::{mounts, notify};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -97,11 +97,11 @@ pub fn luks(a: LuksArgs) -> Result<()> {
     } else if let Some(url_file) = &a.key_url_file {
         let url = fs::read_to_string(url_file)
             .with_context(|| format!("reading {}", url_file.display()))?;
-        let client = crate::steps::fetch::http_client(a.ipv4, a.ca.as_deref())?;
+        let client = crate::sys::http::client(a.ipv4, a.ca.as_deref())?;
         let timeout = std::time::Duration::from_secs(a.timeout);
-        let body = crate::steps::fetch::get_small(&client, url.trim(), "the LUKS key", timeout)?;
+        let body = crate::sys::http::get_small(&client, url.trim(), "the LUKS key", timeout)?;
         let p = PathBuf::from(format!("{}/luks-{}.key", crate::kinds::SECRETS_DIR, a.name));
-        crate::steps::private::write(&p, &body)?;
+        crate::sys::private::write(&p, &body)?;
         remove_after = Some(p.clone());
         p
     } else {

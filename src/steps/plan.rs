@@ -59,12 +59,12 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
             d.sqfs_label, d.oval_label
         );
     }
-    let all = crate::steps::disks::scan(&d.sysroot_prefix, &d.protect_label)?;
-    let rules = crate::steps::disks::Rules {
+    let all = crate::sys::disks::scan(&d.sysroot_prefix, &d.protect_label)?;
+    let rules = crate::sys::disks::Rules {
         min_size: d.min_disk_size_gib << 30,
         allow: d.allow.clone(),
     };
-    let (ok, verdicts) = crate::steps::disks::choose(&all, &rules);
+    let (ok, verdicts) = crate::sys::disks::choose(&all, &rules);
     let chosen: Vec<&str> = ok
         .iter()
         .take(d.disks as usize)

@@ -267,7 +267,7 @@ pub fn order_by_plan(units: &mut [UnitState], plan: &str) {
 /// start …" line about the unit, which comes last and says nothing new.
 fn last_error(unit: &str) -> Option<String> {
     let matcher = format!("_SYSTEMD_UNIT={unit}");
-    let out = super::cmd::run(&[
+    let out = crate::sys::cmd::run(&[
         "journalctl",
         "-b",
         &matcher,

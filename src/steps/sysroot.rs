@@ -7,9 +7,9 @@ use crate::cli::SysrootArgs;
 use crate::kinds::{
     RamMode, Size, Upper, DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
 };
-use crate::steps::cmd::run as sh;
-use crate::steps::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
-use crate::steps::{loopdev, notify};
+use crate::sys::cmd::run as sh;
+use crate::sys::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
+use crate::sys::{loopdev, notify};
 use crate::values::DevSpec;
 use anyhow::{bail, Context, Result};
 use nix::mount::MsFlags;
@@ -212,7 +212,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     }
     mount_base(&sq, Path::new(BASE))?;
     if a.no_overlay {
-        crate::steps::mounts::bind(Path::new(BASE), &target)?;
+        crate::sys::mounts::bind(Path::new(BASE), &target)?;
         return Ok(());
     }
 

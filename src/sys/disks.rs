@@ -287,8 +287,8 @@ pub fn wait_settled(a: &crate::args::DiskArgs) -> Result<()> {
     // disk. Without it the fetch would fail anyway, so stop before wiping.
     for label in &a.protect_label {
         let path = a.sysroot_prefix.join("dev/disk/by-label").join(label);
-        crate::steps::notify::status(&format!("waiting for LABEL={label}, the image source"));
-        crate::steps::mounts::wait_for(&path.to_string_lossy(), DISK_WAIT_SECS).with_context(
+        crate::sys::notify::status(&format!("waiting for LABEL={label}, the image source"));
+        crate::sys::mounts::wait_for(&path.to_string_lossy(), DISK_WAIT_SECS).with_context(
             || format!("the image source LABEL={label} is missing; nothing was wiped or created"),
         )?;
     }
@@ -315,7 +315,7 @@ pub fn wait_settled(a: &crate::args::DiskArgs) -> Result<()> {
         {
             return Ok(());
         }
-        crate::steps::notify::status(&format!(
+        crate::sys::notify::status(&format!(
             "waiting for the disks to settle: {} eligible of {} needed",
             ok.len(),
             a.disks
@@ -358,11 +358,11 @@ pub fn select_logged(a: &crate::args::DiskArgs) -> Result<Vec<Disk>> {
 pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
     // md is a module: nothing loads it on a reboot before an array is
     // assembled (boot 1 got it from mdadm --create).
-    crate::steps::cmd::run_ok(&["modprobe", "-a", "md_mod", "raid1", "raid0", "raid10"]);
+    crate::sys::cmd::run_ok(&["modprobe", "-a", "md_mod", "raid1", "raid0", "raid10"]);
     assemble_found_arrays();
-    crate::steps::cmd::settle();
+    crate::sys::cmd::settle();
     start_pending_arrays();
-    crate::steps::cmd::settle();
+    crate::sys::cmd::settle();
     labels
         .iter()
         .all(|l| prefix.join("dev/disk/by-label").join(l).exists())
@@ -373,7 +373,7 @@ pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
 /// of another host name, such as the initrd's, from assembling), and runs
 /// them even with a member missing.
 fn assemble_found_arrays() {
-    let found = crate::steps::cmd::run(&["mdadm", "--examine", "--scan"]).unwrap_or_default();
+    let found = crate::sys::cmd::run(&["mdadm", "--examine", "--scan"]).unwrap_or_default();
     let arrays: Vec<&str> = found.lines().filter(|l| l.starts_with("ARRAY")).collect();
     if arrays.is_empty() {
         return;
@@ -387,7 +387,7 @@ fn assemble_found_arrays() {
         return;
     }
     tracing::info!("found md arrays: {}", arrays.join("; "));
-    crate::steps::cmd::run_ok(&["mdadm", "--assemble", "--scan", "--run", "--config", path]);
+    crate::sys::cmd::run_ok(&["mdadm", "--assemble", "--scan", "--run", "--config", path]);
 }
 
 /// Starts arrays that assembled but did not run (a member missing: PENDING
@@ -402,7 +402,7 @@ fn start_pending_arrays() {
         };
         if md.starts_with("md") && (rest.contains("inactive") || rest.contains("PENDING")) {
             tracing::info!("starting array /dev/{md} ({rest})");
-            crate::steps::cmd::run_ok(&["mdadm", "--run", &format!("/dev/{}", md.trim())]);
+            crate::sys::cmd::run_ok(&["mdadm", "--run", &format!("/dev/{}", md.trim())]);
         }
     }
 }
