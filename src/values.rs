@@ -4,6 +4,7 @@
 use crate::error::ParamError;
 pub use crate::kinds::Size;
 use crate::redact::redact_url;
+use crate::sys::udev::disk_by;
 use serde::Serialize;
 
 /// dracut's `getargbool`: a bare key is true; 1/yes/y/on/true and
@@ -113,12 +114,10 @@ impl DevSpec {
     /// The udev path of the device, as fstab would resolve it.
     pub fn dev_path(&self) -> String {
         match self {
-            DevSpec::Label(s) => format!("/dev/disk/by-label/{}", udev_encode(s)),
-            DevSpec::Uuid(s) => format!("/dev/disk/by-uuid/{}", udev_encode(&s.to_lowercase())),
-            DevSpec::PartUuid(s) => {
-                format!("/dev/disk/by-partuuid/{}", udev_encode(&s.to_lowercase()))
-            }
-            DevSpec::PartLabel(s) => format!("/dev/disk/by-partlabel/{}", udev_encode(s)),
+            DevSpec::Label(s) => disk_by("label", s),
+            DevSpec::Uuid(s) => disk_by("uuid", &s.to_lowercase()),
+            DevSpec::PartUuid(s) => disk_by("partuuid", &s.to_lowercase()),
+            DevSpec::PartLabel(s) => disk_by("partlabel", s),
             DevSpec::Path(p) => p.clone(),
         }
     }
@@ -141,20 +140,6 @@ impl std::fmt::Display for DevSpec {
             DevSpec::Path(s) => f.write_str(s),
         }
     }
-}
-
-/// udev's encoding of a label in /dev/disk/by-label: anything but
-/// alphanumerics and `#+-.:=@_` becomes `\xNN`.
-fn udev_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"#+-.:=@_".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 /// Where the squashfs image comes from (`metal.server=`, seed 000).

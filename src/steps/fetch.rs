@@ -167,7 +167,7 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
         .mount
         .clone()
         .context("--mount is required with --dest-label")?;
-    let dev = format!("/dev/disk/by-label/{label}");
+    let dev = crate::sys::udev::by_label(label);
     mounts::wait_for(&dev, 90)?;
     if !mounts::is_mountpoint(&mnt) {
         mounts::mount_dev(&dev, &mnt, false)?;
@@ -394,7 +394,7 @@ fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
     let (dir, label) = rest
         .split_once("?LABEL=")
         .context("file:// source needs ?LABEL=")?;
-    let dev = format!("/dev/disk/by-label/{label}");
+    let dev = crate::sys::udev::by_label(label);
     mounts::wait_for(&dev, 90)?;
     let mnt = PathBuf::from(format!("/run/metalroot/source-{label}"));
     let mounted_here = !mounts::is_mountpoint(&mnt);

@@ -128,7 +128,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     settle();
     // Wait for udev to publish the new labels; the next steps look them up.
     for label in [&d.sqfs_label, &d.oval_label] {
-        crate::sys::mounts::wait_for(&format!("/dev/disk/by-label/{label}"), 30)?;
+        crate::sys::mounts::wait_for(&crate::sys::udev::by_label(label), 30)?;
     }
     info!(
         "layout created: md arrays BOOT, SQFS, ROOT{}",

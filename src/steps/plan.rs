@@ -48,10 +48,10 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
         out.push_str("  the plan touches no local disk\n");
         return Ok(out);
     };
-    let by_label = d.sysroot_prefix.join("dev/disk/by-label");
-    let labels_present = [&d.sqfs_label, &d.oval_label]
-        .iter()
-        .all(|l| by_label.join(l).exists());
+    let labels_present = [&d.sqfs_label, &d.oval_label].iter().all(|l| {
+        let link = crate::sys::udev::by_label(l);
+        d.sysroot_prefix.join(link.trim_start_matches('/')).exists()
+    });
     if labels_present {
         let _ = writeln!(
             out,

@@ -2,6 +2,7 @@
 //! rules that choose among them. Every disk gets a logged reason.
 
 use crate::kinds::DiskId;
+use crate::sys::udev::by_label;
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -133,7 +134,7 @@ pub fn scan(prefix: &Path, protect: &[String]) -> Result<Vec<Disk>> {
     let block = prefix.join("sys/block");
     let mut protected: Vec<(String, String)> = Vec::new();
     for label in protect {
-        let link = prefix.join("dev/disk/by-label").join(label);
+        let link = prefix.join(by_label(label).trim_start_matches('/'));
         if let Ok(dev) = fs::canonicalize(&link) {
             if let Some(name) = dev.file_name() {
                 for d in disks_under(prefix, &name.to_string_lossy()) {
@@ -286,7 +287,9 @@ pub fn wait_settled(a: &crate::args::DiskArgs) -> Result<()> {
     // source that has not shown up yet could otherwise be taken for a blank
     // disk. Without it the fetch would fail anyway, so stop before wiping.
     for label in &a.protect_label {
-        let path = a.sysroot_prefix.join("dev/disk/by-label").join(label);
+        let path = a
+            .sysroot_prefix
+            .join(by_label(label).trim_start_matches('/'));
         crate::sys::notify::status(&format!("waiting for LABEL={label}, the image source"));
         crate::sys::mounts::wait_for(&path.to_string_lossy(), DISK_WAIT_SECS).with_context(
             || format!("the image source LABEL={label} is missing; nothing was wiped or created"),
@@ -365,7 +368,7 @@ pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
     crate::sys::cmd::settle();
     labels
         .iter()
-        .all(|l| prefix.join("dev/disk/by-label").join(l).exists())
+        .all(|l| prefix.join(by_label(l).trim_start_matches('/')).exists())
 }
 
 /// Assembles every array whose members carry an md superblock, whatever

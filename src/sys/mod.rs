@@ -1,6 +1,7 @@
 //! What the steps (and the generator) use on the machine: commands, mounts,
 //! loop devices, private files, sd_notify, logging, the disk scan, the
-//! hashed copy, the HTTP client and the retry schedule. No step logic here: `crate::steps` holds the steps.
+//! hashed copy, the HTTP client, the retry schedule and udev's
+//! /dev/disk/by-* names. No step logic here: `crate::steps` holds the steps.
 
 pub mod cmd;
 pub mod disks;
@@ -12,3 +13,4 @@ pub mod mounts;
 pub mod notify;
 pub mod private;
 pub mod retry;
+pub mod udev;
