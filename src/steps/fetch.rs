@@ -16,6 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+use url::Url;
 
 const CHUNK: usize = 1 << 20;
 
@@ -50,19 +51,19 @@ fn write_meta(p: &Path, m: &Meta) -> Result<()> {
     fs::write(&mp, serde_json::to_string(m)?).with_context(|| format!("writing {}", mp.display()))
 }
 
+/// The image's URL on a server: `<source>/<image>` (query kept), unless
+/// the source already names the image or is the image (`exact`). A source
+/// that is not a URL is returned as it is, for the download to report.
 pub fn image_url(source: &str, image: &str, exact: bool) -> String {
-    if exact
-        || source
-            .split('?')
-            .next()
-            .is_some_and(|p| p.ends_with(&format!("/{image}")))
-    {
+    let Ok(mut u) = Url::parse(source) else {
+        return source.to_string();
+    };
+    if exact || u.path().ends_with(&format!("/{image}")) {
         return source.to_string();
     }
-    match source.split_once('?') {
-        Some((base, q)) => format!("{}/{image}?{q}", base.trim_end_matches('/')),
-        None => format!("{}/{image}", source.trim_end_matches('/')),
-    }
+    let path = format!("{}/{image}", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u.into()
 }
 
 /// The URL with any password hidden, for logs.
@@ -180,10 +181,11 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
 /// `<image>.sha256` from the first server that has it.
 fn sidecar(client: &Client, urls: &[String]) -> Option<String> {
     for url in urls.iter().filter(|u| u.starts_with("http")) {
-        let side = match url.split_once('?') {
-            Some((b, q)) => format!("{b}.sha256?{q}"),
-            None => format!("{url}.sha256"),
+        let Ok(mut side) = Url::parse(url) else {
+            continue;
         };
+        side.set_path(&format!("{}.sha256", side.path()));
+        let side = String::from(side);
         match client.get(&side).send() {
             Ok(r) if r.status().is_success() => {
                 let text = r.text().unwrap_or_default();
@@ -388,12 +390,32 @@ fn stream(
         .with_context(|| format!("reading from {}", shown(url)))
 }
 
-/// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
-fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
-    let rest = src.trim_start_matches("file://");
+/// `file://<dir>?LABEL=<label>` → the directory (relative) and the label.
+/// metalroot's `<dir>` starts right after `//` (no host): parsed as
+/// `file:///<dir>` so that its first component keeps its case.
+fn file_source(src: &str) -> Result<(PathBuf, String)> {
+    let rest = src
+        .strip_prefix("file://")
+        .context("not a file:// source")?;
+    // The label as given (the core checked it): a form-decoded query would
+    // turn a '+', which udev keeps in labels, into a space.
     let (dir, label) = rest
         .split_once("?LABEL=")
+        .filter(|(_, l)| !l.is_empty())
         .context("file:// source needs ?LABEL=")?;
+    let u = Url::parse(&format!("file:///{dir}"))
+        .with_context(|| format!("{src} is not a file:// URL"))?;
+    let path = u
+        .to_file_path()
+        .map_err(|()| anyhow!("{src}: no directory"))?;
+    let dir = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
+    Ok((dir, label.to_string()))
+}
+
+/// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
+fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
+    let (dir, label) = file_source(src)?;
+    let label = label.as_str();
     let dev = crate::sys::udev::by_label(label);
     mounts::wait_for(&dev, 90)?;
     let mnt = PathBuf::from(format!("/run/metalroot/source-{label}"));
@@ -401,7 +423,7 @@ fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
     if mounted_here {
         mounts::mount_dev(&dev, &mnt, true)?;
     }
-    let file = mnt.join(dir.trim_matches('/')).join(image);
+    let file = mnt.join(&dir).join(image);
     let r = (|| {
         let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let part = part_path(dest);
@@ -471,6 +493,18 @@ fn finish(dest: &Path, f: Fetched, expected: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_sources_keep_their_directory() {
+        let (dir, label) = file_source("file://LiveOS/data dir/?LABEL=PIT+DATA").unwrap();
+        assert_eq!(
+            (dir, label.as_str()),
+            (PathBuf::from("LiveOS/data dir/"), "PIT+DATA")
+        );
+        let (dir, label) = file_source("file://?LABEL=SQFSRAID").unwrap();
+        assert_eq!((dir, label.as_str()), (PathBuf::new(), "SQFSRAID"));
+        assert!(file_source("file://x").is_err());
+    }
 
     #[test]
     fn urls() {
