@@ -295,7 +295,7 @@ impl Config {
                         clear(&mut p.c);
                     }
                 }
-                (param.apply)(&mut p, k, v)?;
+                param.apply.run(&mut p, k, v)?;
             }
         }
         p.c.iscsi_chap = p.chap.build("rd.iscsi")?;

@@ -23,7 +23,38 @@ pub(super) struct Parsing {
 }
 
 /// A parameter's value lands in `Parsing`; `k` is the spelling used.
-type Apply = fn(&mut Parsing, k: &str, v: Option<&str>) -> Result<(), ParamError>;
+type Custom = fn(&mut Parsing, k: &str, v: Option<&str>) -> Result<(), ParamError>;
+
+/// How a value lands in `Config`: the common kinds by field, others by code.
+pub(super) enum Apply {
+    Bool(fn(&mut Config) -> &mut bool),
+    /// A whole number within the bounds.
+    Number((u64, u64), fn(&mut Config) -> &mut u64),
+    /// Text checked by the parser.
+    Text(
+        fn(&str, Option<&str>) -> Result<String, ParamError>,
+        fn(&mut Config) -> &mut String,
+    ),
+    /// A CHAP user name: text.
+    ChapUser(fn(&mut Parsing) -> &mut Option<String>),
+    /// A CHAP password: never shown, even when it is missing.
+    ChapSecret(fn(&mut Parsing) -> &mut Option<String>),
+    Custom(Custom),
+}
+
+impl Apply {
+    pub(super) fn run(&self, p: &mut Parsing, k: &str, v: Option<&str>) -> Result<(), ParamError> {
+        match self {
+            Apply::Bool(field) => *field(&mut p.c) = boolean(k, v)?,
+            Apply::Number((min, max), field) => *field(&mut p.c) = number(k, v, *min, *max)?,
+            Apply::Text(parse, field) => *field(&mut p.c) = parse(k, v)?,
+            Apply::ChapUser(part) => *part(p) = Some(text(k, v)?),
+            Apply::ChapSecret(part) => *part(p) = Some(secret_value(k, v)?),
+            Apply::Custom(f) => f(p, k, v)?,
+        }
+        Ok(())
+    }
+}
 
 /// Whether the word alone asks for metalroot.
 #[derive(Clone, Copy)]
@@ -45,7 +76,7 @@ pub struct Param {
     pub(super) apply: Apply,
 }
 
-const fn p(names: &'static [&'static str], asks: Asks, apply: Apply) -> Param {
+const fn row(names: &'static [&'static str], asks: Asks, apply: Apply) -> Param {
     Param {
         names,
         list: None,
@@ -53,30 +84,66 @@ const fn p(names: &'static [&'static str], asks: Asks, apply: Apply) -> Param {
         asks,
         apply,
     }
+}
+
+const fn p(names: &'static [&'static str], asks: Asks, apply: Custom) -> Param {
+    row(names, asks, Apply::Custom(apply))
+}
+
+const fn flag(
+    names: &'static [&'static str],
+    asks: Asks,
+    field: fn(&mut Config) -> &mut bool,
+) -> Param {
+    row(names, asks, Apply::Bool(field))
+}
+
+const fn num(
+    names: &'static [&'static str],
+    asks: Asks,
+    bounds: (u64, u64),
+    field: fn(&mut Config) -> &mut u64,
+) -> Param {
+    row(names, asks, Apply::Number(bounds, field))
+}
+
+const fn text_as(
+    names: &'static [&'static str],
+    asks: Asks,
+    parse: fn(&str, Option<&str>) -> Result<String, ParamError>,
+    field: fn(&mut Config) -> &mut String,
+) -> Param {
+    row(names, asks, Apply::Text(parse, field))
 }
 
 const fn list(
     names: &'static [&'static str],
     asks: Asks,
     clear: fn(&mut Config),
-    apply: Apply,
+    apply: Custom,
 ) -> Param {
     Param {
-        names,
         list: Some(clear),
-        secret: false,
-        asks,
-        apply,
+        ..p(names, asks, apply)
     }
 }
 
-const fn secret(names: &'static [&'static str], asks: Asks, apply: Apply) -> Param {
+const fn chap_user(
+    names: &'static [&'static str],
+    asks: Asks,
+    part: fn(&mut Parsing) -> &mut Option<String>,
+) -> Param {
+    row(names, asks, Apply::ChapUser(part))
+}
+
+const fn chap_secret(
+    names: &'static [&'static str],
+    asks: Asks,
+    part: fn(&mut Parsing) -> &mut Option<String>,
+) -> Param {
     Param {
-        names,
-        list: None,
         secret: true,
-        asks,
-        apply,
+        ..row(names, asks, Apply::ChapSecret(part))
     }
 }
 
@@ -125,45 +192,28 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    p(&["metal.debug"], Always, |p, k, v| {
-        p.c.debug = boolean(k, v)?;
-        Ok(())
-    }),
-    p(&["metal.disks"], Always, |p, k, v| {
-        p.c.disks = number(k, v, 1, 64)?;
-        Ok(())
-    }),
+    flag(&["metal.debug"], Always, |c| &mut c.debug),
+    num(&["metal.disks"], Always, (1, 64), |c| &mut c.disks),
     p(&["metal.md-level"], Always, |p, k, v| {
         p.c.md_level = md_level(k, v)?;
         Ok(())
     }),
-    p(&["metal.no-wipe"], Always, |p, k, v| {
-        p.c.no_wipe = boolean(k, v)?;
-        Ok(())
+    flag(&["metal.no-wipe"], Always, |c| &mut c.no_wipe),
+    num(&["metal.wipe-delay"], Always, (2, 60), |c| {
+        &mut c.wipe_delay
     }),
-    p(&["metal.wipe-delay"], Always, |p, k, v| {
-        p.c.wipe_delay = number(k, v, 2, 60)?;
-        Ok(())
+    num(&["metal.min-disk-size"], Always, (1, 1 << 20), |c| {
+        &mut c.min_disk_size_gib
     }),
-    p(&["metal.min-disk-size"], Always, |p, k, v| {
-        p.c.min_disk_size_gib = number(k, v, 1, 1 << 20)?;
-        Ok(())
+    flag(&["metal.ipv4"], Always, |c| &mut c.ipv4),
+    num(&["metal.sqfs-md-size"], Always, (25, 100), |c| {
+        &mut c.sqfs_md_size_gb
     }),
-    p(&["metal.ipv4"], Always, |p, k, v| {
-        p.c.ipv4 = boolean(k, v)?;
-        Ok(())
+    num(&["metal.oval-md-size"], Always, (25, 200), |c| {
+        &mut c.oval_md_size_gb
     }),
-    p(&["metal.sqfs-md-size"], Always, |p, k, v| {
-        p.c.sqfs_md_size_gb = number(k, v, 25, 100)?;
-        Ok(())
-    }),
-    p(&["metal.oval-md-size"], Always, |p, k, v| {
-        p.c.oval_md_size_gb = number(k, v, 25, 200)?;
-        Ok(())
-    }),
-    p(&["metal.aux-md-size"], Always, |p, k, v| {
-        p.c.aux_md_size_gb = number(k, v, 0, 200)?;
-        Ok(())
+    num(&["metal.aux-md-size"], Always, (0, 200), |c| {
+        &mut c.aux_md_size_gb
     }),
     // dracut live
     p(
@@ -174,17 +224,12 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    p(&["rd.live.image", "liveimg"], No, |p, k, v| {
-        p.c.live_image = boolean(k, v)?;
-        Ok(())
+    flag(&["rd.live.image", "liveimg"], No, |c| &mut c.live_image),
+    text_as(&["rd.live.dir", "live_dir"], No, path_component, |c| {
+        &mut c.live_dir
     }),
-    p(&["rd.live.dir", "live_dir"], No, |p, k, v| {
-        p.c.live_dir = path_component(k, v)?;
-        Ok(())
-    }),
-    p(&["rd.live.squashimg"], No, |p, k, v| {
-        p.c.squashimg = path_component(k, v)?;
-        Ok(())
+    text_as(&["rd.live.squashimg"], No, path_component, |c| {
+        &mut c.squashimg
     }),
     // dracut-ng's rd.overlay is also the boolean that replaced
     // rd.live.overlay.overlayfs.
@@ -200,46 +245,30 @@ pub static PARAMS: &[Param] = &[
         p.c.overlay = Some(parse_overlay(k, v)?);
         Ok(())
     }),
-    p(
-        &["rd.live.overlay.overlayfs", "rd.overlayfs"],
-        No,
-        |p, k, v| {
-            p.c.overlayfs = boolean(k, v)?;
-            Ok(())
-        },
-    ),
-    p(
+    flag(&["rd.live.overlay.overlayfs", "rd.overlayfs"], No, |c| {
+        &mut c.overlayfs
+    }),
+    flag(
         &["rd.live.overlay.reset", "rd.overlay.reset", "reset_overlay"],
         No,
-        |p, k, v| {
-            p.c.overlay_reset = boolean(k, v)?;
-            Ok(())
-        },
+        |c| &mut c.overlay_reset,
     ),
-    p(
+    flag(
         &[
             "rd.live.overlay.readonly",
             "rd.overlay.readonly",
             "readonly_overlay",
         ],
         No,
-        |p, k, v| {
-            p.c.overlay_readonly = boolean(k, v)?;
-            Ok(())
-        },
+        |c| &mut c.overlay_readonly,
     ),
-    p(
+    num(
         &["rd.live.overlay.size", "rd.overlay.size"],
         No,
-        |p, k, v| {
-            p.c.overlay_size_mib = number(k, v, 1, 1 << 30)?;
-            Ok(())
-        },
+        (1, 1 << 30),
+        |c| &mut c.overlay_size_mib,
     ),
-    p(&["rd.live.ram", "live_ram"], No, |p, k, v| {
-        p.c.live_ram = boolean(k, v)?;
-        Ok(())
-    }),
+    flag(&["rd.live.ram", "live_ram"], No, |c| &mut c.live_ram),
     p(
         &["rd.live.overlay.thin", "rd.writable.fsimg"],
         No,
@@ -299,30 +328,18 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    p(&["rd.iscsi.username", "iscsi_username"], No, |p, k, v| {
-        p.chap.user = Some(text(k, v)?);
-        Ok(())
+    chap_user(&["rd.iscsi.username", "iscsi_username"], No, |p| {
+        &mut p.chap.user
     }),
-    secret(&["rd.iscsi.password", "iscsi_password"], No, |p, k, v| {
-        p.chap.pass = Some(secret_value(k, v)?);
-        Ok(())
+    chap_secret(&["rd.iscsi.password", "iscsi_password"], No, |p| {
+        &mut p.chap.pass
     }),
-    p(
-        &["rd.iscsi.in.username", "iscsi_in_username"],
-        No,
-        |p, k, v| {
-            p.chap.user_in = Some(text(k, v)?);
-            Ok(())
-        },
-    ),
-    secret(
-        &["rd.iscsi.in.password", "iscsi_in_password"],
-        No,
-        |p, k, v| {
-            p.chap.pass_in = Some(secret_value(k, v)?);
-            Ok(())
-        },
-    ),
+    chap_user(&["rd.iscsi.in.username", "iscsi_in_username"], No, |p| {
+        &mut p.chap.user_in
+    }),
+    chap_secret(&["rd.iscsi.in.password", "iscsi_in_password"], No, |p| {
+        &mut p.chap.pass_in
+    }),
     p(
         &["rd.iscsi.firmware", "iscsi_firmware"],
         When(true_or_odd),
@@ -364,10 +381,7 @@ pub static PARAMS: &[Param] = &[
             .push(format!("{k}: ignored, not needed by metalroot"));
         Ok(())
     }),
-    p(&["rd.iscsi.waitnet"], No, |p, k, v| {
-        p.c.iscsi_waitnet = boolean(k, v)?;
-        Ok(())
-    }),
+    flag(&["rd.iscsi.waitnet"], No, |c| &mut c.iscsi_waitnet),
     // Every other ip= value belongs to the network module.
     p(&["ip"], When(|v| v == Some("ibft")), |p, _, v| {
         if v == Some("ibft") {
@@ -418,10 +432,7 @@ pub static PARAMS: &[Param] = &[
         p.c.zram_size = Size::parse(k, v)?;
         Ok(())
     }),
-    p(&["metal.zram-comp"], Always, |p, k, v| {
-        p.c.zram_comp = word(k, v)?;
-        Ok(())
-    }),
+    text_as(&["metal.zram-comp"], Always, word, |c| &mut c.zram_comp),
     p(&["metal.zram-fs"], Always, |p, k, v| {
         p.c.zram_fs = match required(k, v)? {
             f @ ("xfs" | "ext4") => f.to_string(),
@@ -429,10 +440,7 @@ pub static PARAMS: &[Param] = &[
         };
         Ok(())
     }),
-    p(&["metal.trap"], Always, |p, k, v| {
-        p.c.trap = boolean(k, v)?;
-        Ok(())
-    }),
+    flag(&["metal.trap"], Always, |c| &mut c.trap),
     list(
         &["metal.disk-allow"],
         Always,
@@ -447,10 +455,7 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    p(&["metal.dry-run"], Always, |p, k, v| {
-        p.c.dry_run = boolean(k, v)?;
-        Ok(())
-    }),
+    flag(&["metal.dry-run"], Always, |c| &mut c.dry_run),
     list(
         &["metal.iscsi.discovery"],
         Always,
@@ -460,30 +465,23 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    p(&["metal.iscsi.discovery.username"], Always, |p, k, v| {
-        p.disco.user = Some(text(k, v)?);
-        Ok(())
+    chap_user(&["metal.iscsi.discovery.username"], Always, |p| {
+        &mut p.disco.user
     }),
-    secret(&["metal.iscsi.discovery.password"], Always, |p, k, v| {
-        p.disco.pass = Some(secret_value(k, v)?);
-        Ok(())
+    chap_secret(&["metal.iscsi.discovery.password"], Always, |p| {
+        &mut p.disco.pass
     }),
-    p(&["metal.iscsi.discovery.in.username"], Always, |p, k, v| {
-        p.disco.user_in = Some(text(k, v)?);
-        Ok(())
+    chap_user(&["metal.iscsi.discovery.in.username"], Always, |p| {
+        &mut p.disco.user_in
     }),
-    secret(&["metal.iscsi.discovery.in.password"], Always, |p, k, v| {
-        p.disco.pass_in = Some(secret_value(k, v)?);
-        Ok(())
+    chap_secret(&["metal.iscsi.discovery.in.password"], Always, |p| {
+        &mut p.disco.pass_in
     }),
     p(&["metal.luks"], Always, |p, k, v| {
         p.c.luks = Some(devspec(k, v)?);
         Ok(())
     }),
-    p(&["metal.luks.name"], Always, |p, k, v| {
-        p.c.luks_name = word(k, v)?;
-        Ok(())
-    }),
+    text_as(&["metal.luks.name"], Always, word, |c| &mut c.luks_name),
     p(&["metal.luks.key"], Always, |p, k, v| {
         let s = required(k, v)?;
         p.c.luks_key = Some(if let Some(name) = s.strip_prefix("cred:") {
@@ -502,10 +500,7 @@ pub static PARAMS: &[Param] = &[
         });
         Ok(())
     }),
-    p(&["metal.lvm"], Always, |p, k, v| {
-        p.c.lvm = boolean(k, v)?;
-        Ok(())
-    }),
+    flag(&["metal.lvm"], Always, |c| &mut c.lvm),
     p(&["metal.lower"], Always, |p, k, v| {
         p.c.lower = Some(devspec(k, v)?);
         Ok(())
@@ -514,9 +509,8 @@ pub static PARAMS: &[Param] = &[
         p.c.lower_var = Some(devspec(k, v)?);
         Ok(())
     }),
-    p(&["metal.fetch-timeout"], Always, |p, k, v| {
-        p.c.fetch_timeout = number(k, v, 10, 86400)?;
-        Ok(())
+    num(&["metal.fetch-timeout"], Always, (10, 86400), |c| {
+        &mut c.fetch_timeout
     }),
 ];
 
