@@ -6,7 +6,7 @@
 
 use super::{
     host, iscsi_name, md_level, parse_overlay, parse_root, path_component, portal, word, ChapParts,
-    Config, LuksKey, RamMode, Upper,
+    Config, LuksKey,
 };
 use crate::error::ParamError;
 use crate::iscsi_spec;
@@ -90,32 +90,6 @@ const fn p(names: &'static [&'static str], asks: Asks, apply: Custom) -> Param {
     row(names, asks, Apply::Custom(apply))
 }
 
-const fn flag(
-    names: &'static [&'static str],
-    asks: Asks,
-    field: fn(&mut Config) -> &mut bool,
-) -> Param {
-    row(names, asks, Apply::Bool(field))
-}
-
-const fn num(
-    names: &'static [&'static str],
-    asks: Asks,
-    bounds: (u64, u64),
-    field: fn(&mut Config) -> &mut u64,
-) -> Param {
-    row(names, asks, Apply::Number(bounds, field))
-}
-
-const fn text_as(
-    names: &'static [&'static str],
-    asks: Asks,
-    parse: fn(&str, Option<&str>) -> Result<String, ParamError>,
-    field: fn(&mut Config) -> &mut String,
-) -> Param {
-    row(names, asks, Apply::Text(parse, field))
-}
-
 const fn list(
     names: &'static [&'static str],
     asks: Asks,
@@ -126,14 +100,6 @@ const fn list(
         list: Some(clear),
         ..p(names, asks, apply)
     }
-}
-
-const fn chap_user(
-    names: &'static [&'static str],
-    asks: Asks,
-    part: fn(&mut Parsing) -> &mut Option<String>,
-) -> Param {
-    row(names, asks, Apply::ChapUser(part))
 }
 
 const fn chap_secret(
@@ -147,6 +113,7 @@ const fn chap_secret(
     }
 }
 
+use Apply::{Bool, ChapUser, Number, Text};
 use Asks::{Always, No, When};
 
 fn secret_value(k: &str, v: Option<&str>) -> Result<String, ParamError> {
@@ -162,6 +129,12 @@ fn text(k: &str, v: Option<&str>) -> Result<String, ParamError> {
         return Err(ParamError::new(k, s, "holds a control character"));
     }
     Ok(s.to_string())
+}
+
+/// One of a value type's canonical names, the same the steps' flags take.
+fn choice<T: ValueEnum>(k: &str, v: Option<&str>, why: &str) -> Result<T, ParamError> {
+    let s = required(k, v)?;
+    T::from_str(s, false).map_err(|_| ParamError::new(k, s, why))
 }
 
 fn devspec(k: &str, v: Option<&str>) -> Result<DevSpec, ParamError> {
@@ -192,29 +165,39 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    flag(&["metal.debug"], Always, |c| &mut c.debug),
-    num(&["metal.disks"], Always, (1, 64), |c| &mut c.disks),
+    row(&["metal.debug"], Always, Bool(|c| &mut c.debug)),
+    row(&["metal.disks"], Always, Number((1, 64), |c| &mut c.disks)),
     p(&["metal.md-level"], Always, |p, k, v| {
         p.c.md_level = md_level(k, v)?;
         Ok(())
     }),
-    flag(&["metal.no-wipe"], Always, |c| &mut c.no_wipe),
-    num(&["metal.wipe-delay"], Always, (2, 60), |c| {
-        &mut c.wipe_delay
-    }),
-    num(&["metal.min-disk-size"], Always, (1, 1 << 20), |c| {
-        &mut c.min_disk_size_gib
-    }),
-    flag(&["metal.ipv4"], Always, |c| &mut c.ipv4),
-    num(&["metal.sqfs-md-size"], Always, (25, 100), |c| {
-        &mut c.sqfs_md_size_gb
-    }),
-    num(&["metal.oval-md-size"], Always, (25, 200), |c| {
-        &mut c.oval_md_size_gb
-    }),
-    num(&["metal.aux-md-size"], Always, (0, 200), |c| {
-        &mut c.aux_md_size_gb
-    }),
+    row(&["metal.no-wipe"], Always, Bool(|c| &mut c.no_wipe)),
+    row(
+        &["metal.wipe-delay"],
+        Always,
+        Number((2, 60), |c| &mut c.wipe_delay),
+    ),
+    row(
+        &["metal.min-disk-size"],
+        Always,
+        Number((1, 1 << 20), |c| &mut c.min_disk_size_gib),
+    ),
+    row(&["metal.ipv4"], Always, Bool(|c| &mut c.ipv4)),
+    row(
+        &["metal.sqfs-md-size"],
+        Always,
+        Number((25, 100), |c| &mut c.sqfs_md_size_gb),
+    ),
+    row(
+        &["metal.oval-md-size"],
+        Always,
+        Number((25, 200), |c| &mut c.oval_md_size_gb),
+    ),
+    row(
+        &["metal.aux-md-size"],
+        Always,
+        Number((0, 200), |c| &mut c.aux_md_size_gb),
+    ),
     // dracut live
     p(
         &["root"],
@@ -224,13 +207,21 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    flag(&["rd.live.image", "liveimg"], No, |c| &mut c.live_image),
-    text_as(&["rd.live.dir", "live_dir"], No, path_component, |c| {
-        &mut c.live_dir
-    }),
-    text_as(&["rd.live.squashimg"], No, path_component, |c| {
-        &mut c.squashimg
-    }),
+    row(
+        &["rd.live.image", "liveimg"],
+        No,
+        Bool(|c| &mut c.live_image),
+    ),
+    row(
+        &["rd.live.dir", "live_dir"],
+        No,
+        Text(path_component, |c| &mut c.live_dir),
+    ),
+    row(
+        &["rd.live.squashimg"],
+        No,
+        Text(path_component, |c| &mut c.squashimg),
+    ),
     // dracut-ng's rd.overlay is also the boolean that replaced
     // rd.live.overlay.overlayfs.
     p(&["rd.overlay"], No, |p, k, v| {
@@ -245,30 +236,31 @@ pub static PARAMS: &[Param] = &[
         p.c.overlay = Some(parse_overlay(k, v)?);
         Ok(())
     }),
-    flag(&["rd.live.overlay.overlayfs", "rd.overlayfs"], No, |c| {
-        &mut c.overlayfs
-    }),
-    flag(
+    row(
+        &["rd.live.overlay.overlayfs", "rd.overlayfs"],
+        No,
+        Bool(|c| &mut c.overlayfs),
+    ),
+    row(
         &["rd.live.overlay.reset", "rd.overlay.reset", "reset_overlay"],
         No,
-        |c| &mut c.overlay_reset,
+        Bool(|c| &mut c.overlay_reset),
     ),
-    flag(
+    row(
         &[
             "rd.live.overlay.readonly",
             "rd.overlay.readonly",
             "readonly_overlay",
         ],
         No,
-        |c| &mut c.overlay_readonly,
+        Bool(|c| &mut c.overlay_readonly),
     ),
-    num(
+    row(
         &["rd.live.overlay.size", "rd.overlay.size"],
         No,
-        (1, 1 << 30),
-        |c| &mut c.overlay_size_mib,
+        Number((1, 1 << 30), |c| &mut c.overlay_size_mib),
     ),
-    flag(&["rd.live.ram", "live_ram"], No, |c| &mut c.live_ram),
+    row(&["rd.live.ram", "live_ram"], No, Bool(|c| &mut c.live_ram)),
     p(
         &["rd.live.overlay.thin", "rd.writable.fsimg"],
         No,
@@ -328,15 +320,19 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    chap_user(&["rd.iscsi.username", "iscsi_username"], No, |p| {
-        &mut p.chap.user
-    }),
+    row(
+        &["rd.iscsi.username", "iscsi_username"],
+        No,
+        ChapUser(|p| &mut p.chap.user),
+    ),
     chap_secret(&["rd.iscsi.password", "iscsi_password"], No, |p| {
         &mut p.chap.pass
     }),
-    chap_user(&["rd.iscsi.in.username", "iscsi_in_username"], No, |p| {
-        &mut p.chap.user_in
-    }),
+    row(
+        &["rd.iscsi.in.username", "iscsi_in_username"],
+        No,
+        ChapUser(|p| &mut p.chap.user_in),
+    ),
     chap_secret(&["rd.iscsi.in.password", "iscsi_in_password"], No, |p| {
         &mut p.chap.pass_in
     }),
@@ -381,7 +377,7 @@ pub static PARAMS: &[Param] = &[
             .push(format!("{k}: ignored, not needed by metalroot"));
         Ok(())
     }),
-    flag(&["rd.iscsi.waitnet"], No, |c| &mut c.iscsi_waitnet),
+    row(&["rd.iscsi.waitnet"], No, Bool(|c| &mut c.iscsi_waitnet)),
     // Every other ip= value belongs to the network module.
     p(&["ip"], When(|v| v == Some("ibft")), |p, _, v| {
         if v == Some("ibft") {
@@ -415,24 +411,22 @@ pub static PARAMS: &[Param] = &[
         Ok(())
     }),
     p(&["metal.ram"], Always, |p, k, v| {
-        let m = required(k, v)?;
-        let mode = RamMode::from_str(m, false)
-            .map_err(|_| ParamError::new(k, m, "expected copy, squashfs or overlay"))?;
-        p.c.ram = Some(mode);
+        p.c.ram = Some(choice(k, v, "expected copy, squashfs or overlay")?);
         Ok(())
     }),
     p(&["metal.overlay"], Always, |p, k, v| {
-        let u = required(k, v)?;
-        let upper = Upper::from_str(u, false)
-            .map_err(|_| ParamError::new(k, u, "expected tmpfs or zram"))?;
-        p.c.upper = Some(upper);
+        p.c.upper = Some(choice(k, v, "expected tmpfs or zram")?);
         Ok(())
     }),
     p(&["metal.zram-size"], Always, |p, k, v| {
         p.c.zram_size = Size::parse(k, v)?;
         Ok(())
     }),
-    text_as(&["metal.zram-comp"], Always, word, |c| &mut c.zram_comp),
+    row(
+        &["metal.zram-comp"],
+        Always,
+        Text(word, |c| &mut c.zram_comp),
+    ),
     p(&["metal.zram-fs"], Always, |p, k, v| {
         p.c.zram_fs = match required(k, v)? {
             f @ ("xfs" | "ext4") => f.to_string(),
@@ -440,7 +434,7 @@ pub static PARAMS: &[Param] = &[
         };
         Ok(())
     }),
-    flag(&["metal.trap"], Always, |c| &mut c.trap),
+    row(&["metal.trap"], Always, Bool(|c| &mut c.trap)),
     list(
         &["metal.disk-allow"],
         Always,
@@ -455,7 +449,7 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    flag(&["metal.dry-run"], Always, |c| &mut c.dry_run),
+    row(&["metal.dry-run"], Always, Bool(|c| &mut c.dry_run)),
     list(
         &["metal.iscsi.discovery"],
         Always,
@@ -465,15 +459,19 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    chap_user(&["metal.iscsi.discovery.username"], Always, |p| {
-        &mut p.disco.user
-    }),
+    row(
+        &["metal.iscsi.discovery.username"],
+        Always,
+        ChapUser(|p| &mut p.disco.user),
+    ),
     chap_secret(&["metal.iscsi.discovery.password"], Always, |p| {
         &mut p.disco.pass
     }),
-    chap_user(&["metal.iscsi.discovery.in.username"], Always, |p| {
-        &mut p.disco.user_in
-    }),
+    row(
+        &["metal.iscsi.discovery.in.username"],
+        Always,
+        ChapUser(|p| &mut p.disco.user_in),
+    ),
     chap_secret(&["metal.iscsi.discovery.in.password"], Always, |p| {
         &mut p.disco.pass_in
     }),
@@ -481,7 +479,11 @@ pub static PARAMS: &[Param] = &[
         p.c.luks = Some(devspec(k, v)?);
         Ok(())
     }),
-    text_as(&["metal.luks.name"], Always, word, |c| &mut c.luks_name),
+    row(
+        &["metal.luks.name"],
+        Always,
+        Text(word, |c| &mut c.luks_name),
+    ),
     p(&["metal.luks.key"], Always, |p, k, v| {
         let s = required(k, v)?;
         p.c.luks_key = Some(if let Some(name) = s.strip_prefix("cred:") {
@@ -500,7 +502,7 @@ pub static PARAMS: &[Param] = &[
         });
         Ok(())
     }),
-    flag(&["metal.lvm"], Always, |c| &mut c.lvm),
+    row(&["metal.lvm"], Always, Bool(|c| &mut c.lvm)),
     p(&["metal.lower"], Always, |p, k, v| {
         p.c.lower = Some(devspec(k, v)?);
         Ok(())
@@ -509,9 +511,11 @@ pub static PARAMS: &[Param] = &[
         p.c.lower_var = Some(devspec(k, v)?);
         Ok(())
     }),
-    num(&["metal.fetch-timeout"], Always, (10, 86400), |c| {
-        &mut c.fetch_timeout
-    }),
+    row(
+        &["metal.fetch-timeout"],
+        Always,
+        Number((10, 86400), |c| &mut c.fetch_timeout),
+    ),
 ];
 
 /// The row of a parameter by any of its names.
