@@ -125,16 +125,7 @@ fn write_plan(root: &Path, g: &Generated) -> Result<()> {
 fn write_secrets(root: &Path, g: &Generated) -> Result<()> {
     for s in &g.secrets {
         let path: PathBuf = root.join(s.path.trim_start_matches('/'));
-        if consumed_marker(&path).exists() {
-            continue;
-        }
-        crate::sys::private::write(&path, s.contents.as_bytes())?;
+        crate::sys::secrets::provide(&path, s.contents.as_bytes())?;
     }
     Ok(())
-}
-
-pub fn consumed_marker(secret: &Path) -> PathBuf {
-    let mut s = secret.as_os_str().to_owned();
-    s.push(".consumed");
-    PathBuf::from(s)
 }

@@ -74,8 +74,7 @@ fn shown(url: &str) -> String {
 pub fn run(a: FetchArgs) -> Result<()> {
     let mut sources = a.sources.clone();
     for f in &a.source_files {
-        let url = fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        sources.push(url.trim().to_string());
+        sources.push(crate::sys::secrets::read(f)?);
     }
     if sources.is_empty() {
         bail!("no image source given (metal.server)");

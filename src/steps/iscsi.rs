@@ -137,11 +137,6 @@ fn ibft_initiator(ibft: &Path) -> Option<String> {
     (!n.is_empty()).then(|| n.to_string())
 }
 
-fn consume(p: &Path) {
-    let _ = fs::remove_file(p);
-    let _ = fs::write(crate::generator::consumed_marker(p), "");
-}
-
 /// Kernel modules a login needs. The iBFT is an ACPI table, not a device:
 /// no udev event loads iscsi_ibft, and without it /sys/firmware/ibft is
 /// missing and `iscsiadm -m fw` finds no target.
@@ -225,7 +220,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
         }
         if logged > 0 {
             for p in a.auth_file.iter().chain(a.discovery_auth_file.iter()) {
-                consume(p);
+                crate::sys::secrets::consume(p);
             }
             notify::status(&format!(
                 "logged in to {target} ({logged} of {} portals)",

@@ -1,5 +1,5 @@
 //! What the steps (and the generator) use on the machine: commands, mounts,
-//! loop devices, private files, sd_notify, logging, the disk scan, the
+//! loop devices, private files, secrets' life cycle, sd_notify, logging, the disk scan, the
 //! hashed copy, the HTTP client, the retry schedule and udev's
 //! /dev/disk/by-* names. No step logic here: `crate::steps` holds the steps.
 
@@ -13,4 +13,5 @@ pub mod mounts;
 pub mod notify;
 pub mod private;
 pub mod retry;
+pub mod secrets;
 pub mod udev;
