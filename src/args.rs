@@ -5,7 +5,7 @@
 //! so it refers only to `crate::kinds`.
 
 use crate::kinds::{
-    DiskId, MdLevel, RamMode, Size, Upper, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR,
+    DiskId, ImageSource, MdLevel, RamMode, Size, Upper, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR,
     DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
 };
 use clap::Args;
@@ -144,7 +144,7 @@ impl LayoutArgs {
 pub struct FetchArgs {
     /// Image server, tried in order (metal.server).
     #[arg(long = "source")]
-    pub sources: Vec<String>,
+    pub sources: Vec<ImageSource>,
     /// A file holding a source URL with a password (0600, under /run).
     #[arg(long = "source-file")]
     pub source_files: Vec<PathBuf>,

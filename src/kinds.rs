@@ -175,6 +175,40 @@ impl fmt::Display for Size {
     }
 }
 
+/// An image source as the fetch step takes it: an http(s) URL, or
+/// metalroot's `file://<dir>?LABEL=<label>`, a directory on a labelled
+/// device (`<dir>` starts right after `//`: there is no host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    Url(String),
+    Labelled { dir: String, label: String },
+}
+
+impl FromStr for ImageSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ImageSource, String> {
+        let Some(rest) = s.strip_prefix("file://") else {
+            return Ok(ImageSource::Url(s.to_string()));
+        };
+        match rest.split_once("?LABEL=") {
+            Some((dir, label)) if !label.is_empty() => Ok(ImageSource::Labelled {
+                dir: dir.trim_matches('/').to_string(),
+                label: label.to_string(),
+            }),
+            _ => Err("a file:// source needs ?LABEL=<label>".to_string()),
+        }
+    }
+}
+
+impl fmt::Display for ImageSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageSource::Url(u) => f.write_str(u),
+            ImageSource::Labelled { dir, label } => write!(f, "file://{dir}?LABEL={label}"),
+        }
+    }
+}
+
 // Defaults the parameters and the steps' arguments share.
 pub const DEFAULT_LIVE_DIR: &str = "LiveOS";
 pub const DEFAULT_SQUASHIMG: &str = "squashfs.img";
@@ -206,6 +240,18 @@ mod tests {
         }
         assert!("0".parse::<Size>().is_err());
         assert!("101%".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn image_sources_round_trip() {
+        for s in [
+            "http://pit/x?a=b",
+            "file://ephemeral/data?LABEL=PIT+DATA",
+            "file://?LABEL=X",
+        ] {
+            assert_eq!(s.parse::<ImageSource>().unwrap().to_string(), s);
+        }
+        assert!("file://x".parse::<ImageSource>().is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use super::{s, Net, Secret, Step, LIVE_MNT, RAM_IMAGE, SECRETS_DIR};
 use crate::args::{FetchArgs, SourceKind};
 use crate::cli::Cmd;
+use crate::kinds::ImageSource;
 use crate::params::{Config, Root};
 use crate::values::Source;
 use std::path::PathBuf;
@@ -57,8 +58,11 @@ pub fn plan(c: &Config, image: &Image, paves: bool, secrets: &mut Vec<Secret>) -
                 order.push(SourceKind::File);
                 continue;
             }
-            Source::Http { url, .. } => sources.push(url.clone()),
-            Source::File { .. } => sources.push(src.shown()),
+            Source::Http { url, .. } => sources.push(ImageSource::Url(url.clone())),
+            Source::File { dir, label } => sources.push(ImageSource::Labelled {
+                dir: dir.clone(),
+                label: label.clone(),
+            }),
         }
         order.push(SourceKind::Url);
     }

@@ -4,6 +4,7 @@
 //! skipped on a reboot when the local copy still matches.
 
 use crate::cli::FetchArgs;
+use crate::kinds::ImageSource;
 use crate::sys::retry::backoff;
 use crate::sys::{hashed_copy, http, mounts, notify};
 use anyhow::{anyhow, bail, Context, Result};
@@ -74,7 +75,7 @@ fn shown(url: &str) -> String {
 pub fn run(a: FetchArgs) -> Result<()> {
     let mut sources = a.sources.clone();
     for f in &a.source_files {
-        sources.push(crate::sys::secrets::read(f)?);
+        sources.push(ImageSource::Url(crate::sys::secrets::read(f)?));
     }
     if sources.is_empty() {
         bail!("no image source given (metal.server)");
@@ -84,12 +85,9 @@ pub fn run(a: FetchArgs) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let urls: Vec<String> = sources
         .iter()
-        .map(|s| {
-            if s.starts_with("file://") {
-                s.clone()
-            } else {
-                image_url(s, &a.image, a.exact_url)
-            }
+        .map(|s| match s {
+            ImageSource::Url(u) => image_url(u, &a.image, a.exact_url),
+            labelled => labelled.to_string(),
         })
         .collect();
 
@@ -117,15 +115,16 @@ pub fn run(a: FetchArgs) -> Result<()> {
     let mut mismatches = 0;
     let mut attempt: u32 = 0;
     'outer: while Instant::now() < deadline {
-        for url in &urls {
+        for (src, url) in sources.iter().zip(&urls) {
             if Instant::now() >= deadline {
                 break 'outer;
             }
             attempt += 1;
-            let r = if url.starts_with("file://") {
-                copy_from_label(url, &a.image, &dest)
-            } else {
-                download(&client, url, &dest)
+            let r = match src {
+                ImageSource::Labelled { dir, label } => {
+                    copy_from_label(dir, label, url, &a.image, &dest)
+                }
+                ImageSource::Url(_) => download(&client, url, &dest),
             };
             match r.and_then(|m| finish(&dest, m, expected.as_deref())) {
                 Ok(()) => return Ok(()),
@@ -389,32 +388,9 @@ fn stream(
         .with_context(|| format!("reading from {}", shown(url)))
 }
 
-/// `file://<dir>?LABEL=<label>` → the directory (relative) and the label.
-/// metalroot's `<dir>` starts right after `//` (no host): parsed as
-/// `file:///<dir>` so that its first component keeps its case.
-fn file_source(src: &str) -> Result<(PathBuf, String)> {
-    let rest = src
-        .strip_prefix("file://")
-        .context("not a file:// source")?;
-    // The label as given (the core checked it): a form-decoded query would
-    // turn a '+', which udev keeps in labels, into a space.
-    let (dir, label) = rest
-        .split_once("?LABEL=")
-        .filter(|(_, l)| !l.is_empty())
-        .context("file:// source needs ?LABEL=")?;
-    let u = Url::parse(&format!("file:///{dir}"))
-        .with_context(|| format!("{src} is not a file:// URL"))?;
-    let path = u
-        .to_file_path()
-        .map_err(|()| anyhow!("{src}: no directory"))?;
-    let dir = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
-    Ok((dir, label.to_string()))
-}
-
 /// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
-fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
-    let (dir, label) = file_source(src)?;
-    let label = label.as_str();
+/// `src` is the source as shown in logs and in the image's record.
+fn copy_from_label(dir: &str, label: &str, src: &str, image: &str, dest: &Path) -> Result<Fetched> {
     let dev = crate::sys::udev::by_label(label);
     mounts::wait_for(&dev, 90)?;
     let mnt = PathBuf::from(format!("/run/metalroot/source-{label}"));
@@ -422,7 +398,7 @@ fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
     if mounted_here {
         mounts::mount_dev(&dev, &mnt, true)?;
     }
-    let file = mnt.join(&dir).join(image);
+    let file = mnt.join(dir).join(image);
     let r = (|| {
         let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let part = part_path(dest);
@@ -492,18 +468,6 @@ fn finish(dest: &Path, f: Fetched, expected: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn file_sources_keep_their_directory() {
-        let (dir, label) = file_source("file://LiveOS/data dir/?LABEL=PIT+DATA").unwrap();
-        assert_eq!(
-            (dir, label.as_str()),
-            (PathBuf::from("LiveOS/data dir/"), "PIT+DATA")
-        );
-        let (dir, label) = file_source("file://?LABEL=SQFSRAID").unwrap();
-        assert_eq!((dir, label.as_str()), (PathBuf::new(), "SQFSRAID"));
-        assert!(file_source("file://x").is_err());
-    }
 
     #[test]
     fn urls() {
