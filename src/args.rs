@@ -25,26 +25,26 @@ const DEFAULT_DEVICE_TIMEOUT: u64 = 90;
 pub struct Argv(pub Vec<String>);
 
 impl Argv {
-    fn flag(&mut self, name: &str, on: bool) {
+    pub(crate) fn flag(&mut self, name: &str, on: bool) {
         if on {
             self.0.push(format!("--{name}"));
         }
     }
-    fn opt(&mut self, name: &str, v: impl Display) {
+    pub(crate) fn opt(&mut self, name: &str, v: impl Display) {
         self.0.push(format!("--{name}"));
         self.0.push(v.to_string());
     }
-    fn opt_if<T: Display>(&mut self, name: &str, v: Option<T>) {
+    pub(crate) fn opt_if<T: Display>(&mut self, name: &str, v: Option<T>) {
         if let Some(v) = v {
             self.opt(name, v);
         }
     }
-    fn each<T: Display>(&mut self, name: &str, vs: impl IntoIterator<Item = T>) {
+    pub(crate) fn each<T: Display>(&mut self, name: &str, vs: impl IntoIterator<Item = T>) {
         for v in vs {
             self.opt(name, v);
         }
     }
-    fn path(&mut self, name: &str, p: Option<&Path>) {
+    pub(crate) fn path(&mut self, name: &str, p: Option<&Path>) {
         self.opt_if(name, p.map(Path::display));
     }
 }
