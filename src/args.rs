@@ -5,8 +5,8 @@
 //! so it refers only to `crate::kinds`.
 
 use crate::kinds::{
-    DiskId, ImageSource, MdLevel, RamMode, Size, Upper, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR,
-    DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
+    DevSpec, DiskId, ImageSource, MdLevel, RamMode, Size, Upper, DEFAULT_FETCH_TIMEOUT,
+    DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
 };
 use clap::Args;
 use std::fmt::Display;
@@ -223,7 +223,7 @@ impl FetchArgs {
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct SysrootArgs {
     #[arg(long)]
-    pub live_device: Option<String>,
+    pub live_device: Option<DevSpec>,
     #[arg(long, default_value = DEFAULT_LIVE_DIR)]
     pub live_dir: String,
     #[arg(long, default_value = DEFAULT_SQUASHIMG)]
@@ -238,7 +238,7 @@ pub struct SysrootArgs {
     #[arg(long, value_enum)]
     pub ram: Option<RamMode>,
     #[arg(long)]
-    pub overlay_device: Option<String>,
+    pub overlay_device: Option<DevSpec>,
     #[arg(long)]
     pub overlay_path: Option<String>,
     #[arg(long)]
@@ -264,10 +264,10 @@ pub struct SysrootArgs {
     pub tmpfs_size_mib: u64,
     /// Lower device of / (seed 001).
     #[arg(long)]
-    pub lower_device: Option<String>,
+    pub lower_device: Option<DevSpec>,
     /// Lower device of /var (seed 001).
     #[arg(long)]
-    pub var_lower_device: Option<String>,
+    pub var_lower_device: Option<DevSpec>,
     /// The root is a whole iSCSI LUN of this target.
     #[arg(long)]
     pub iscsi_lun: Option<String>,
@@ -414,7 +414,7 @@ pub struct MultipathArgs {}
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct LuksArgs {
     #[arg(long)]
-    pub device: String,
+    pub device: DevSpec,
     #[arg(long)]
     pub name: String,
     #[arg(long)]
@@ -433,7 +433,7 @@ pub struct LuksArgs {
 
 impl LuksArgs {
     /// Arguments for `device` unlocked as `name`; the key is added after.
-    pub fn new(device: String, name: String) -> LuksArgs {
+    pub fn new(device: DevSpec, name: String) -> LuksArgs {
         LuksArgs {
             device,
             name,

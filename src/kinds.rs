@@ -124,6 +124,86 @@ impl fmt::Display for DiskId {
     }
 }
 
+/// A block device named the ways dracut and fstab name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", content = "value", rename_all = "lowercase")]
+pub enum DevSpec {
+    Label(String),
+    Uuid(String),
+    PartUuid(String),
+    PartLabel(String),
+    Path(String),
+}
+
+impl FromStr for DevSpec {
+    type Err = String;
+    fn from_str(value: &str) -> Result<DevSpec, String> {
+        let bad = |why: &str| why.to_string();
+        let (kind, rest) = match value.split_once('=') {
+            Some((k, r)) => (Some(k), r),
+            None => (None, value),
+        };
+        let spec = match kind.map(str::to_ascii_uppercase).as_deref() {
+            Some("LABEL" | "CDLABEL") => DevSpec::Label(rest.to_string()),
+            Some("UUID") => DevSpec::Uuid(rest.to_string()),
+            Some("PARTUUID") => DevSpec::PartUuid(rest.to_string()),
+            Some("PARTLABEL") => DevSpec::PartLabel(rest.to_string()),
+            Some(_) => {
+                return Err(bad(
+                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
+                ))
+            }
+            None if value.starts_with("/dev/") && value.len() > 5 => {
+                DevSpec::Path(value.to_string())
+            }
+            None => {
+                return Err(bad(
+                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
+                ))
+            }
+        };
+        let inner = spec.inner();
+        if inner.is_empty() || inner.contains('/') && !matches!(spec, DevSpec::Path(_)) {
+            return Err(bad("the device name is empty or holds a '/'"));
+        }
+        if inner.chars().any(|c| c.is_control()) {
+            return Err(bad("the device name holds a control character"));
+        }
+        Ok(spec)
+    }
+}
+
+impl DevSpec {
+    fn inner(&self) -> &str {
+        match self {
+            DevSpec::Label(s)
+            | DevSpec::Uuid(s)
+            | DevSpec::PartUuid(s)
+            | DevSpec::PartLabel(s)
+            | DevSpec::Path(s) => s,
+        }
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            DevSpec::Label(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DevSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DevSpec::Label(s) => write!(f, "LABEL={s}"),
+            DevSpec::Uuid(s) => write!(f, "UUID={s}"),
+            DevSpec::PartUuid(s) => write!(f, "PARTUUID={s}"),
+            DevSpec::PartLabel(s) => write!(f, "PARTLABEL={s}"),
+            DevSpec::Path(s) => f.write_str(s),
+        }
+    }
+}
+
 /// A size for zram: `N[KMGT]` in bytes (binary units) or `N%` of RAM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

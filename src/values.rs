@@ -2,7 +2,7 @@
 //! bounded numbers, sizes, device specs and image sources.
 
 use crate::error::ParamError;
-pub use crate::kinds::Size;
+pub use crate::kinds::{DevSpec, Size};
 use crate::redact::redact_url;
 use crate::sys::udev::disk_by;
 use serde::Serialize;
@@ -54,61 +54,11 @@ impl Size {
     }
 }
 
-/// A block device named the ways dracut and fstab name them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "by", content = "value", rename_all = "lowercase")]
-pub enum DevSpec {
-    Label(String),
-    Uuid(String),
-    PartUuid(String),
-    PartLabel(String),
-    Path(String),
-}
-
 impl DevSpec {
     pub fn parse(param: &str, value: &str) -> Result<DevSpec, ParamError> {
-        let bad = |why: &str| ParamError::new(param, value, why.to_string());
-        let (kind, rest) = match value.split_once('=') {
-            Some((k, r)) => (Some(k), r),
-            None => (None, value),
-        };
-        let spec = match kind.map(str::to_ascii_uppercase).as_deref() {
-            Some("LABEL" | "CDLABEL") => DevSpec::Label(rest.to_string()),
-            Some("UUID") => DevSpec::Uuid(rest.to_string()),
-            Some("PARTUUID") => DevSpec::PartUuid(rest.to_string()),
-            Some("PARTLABEL") => DevSpec::PartLabel(rest.to_string()),
-            Some(_) => {
-                return Err(bad(
-                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
-                ))
-            }
-            None if value.starts_with("/dev/") && value.len() > 5 => {
-                DevSpec::Path(value.to_string())
-            }
-            None => {
-                return Err(bad(
-                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
-                ))
-            }
-        };
-        let inner = spec.inner();
-        if inner.is_empty() || inner.contains('/') && !matches!(spec, DevSpec::Path(_)) {
-            return Err(bad("the device name is empty or holds a '/'"));
-        }
-        if inner.chars().any(|c| c.is_control()) {
-            return Err(bad("the device name holds a control character"));
-        }
-        Ok(spec)
-    }
-
-    fn inner(&self) -> &str {
-        match self {
-            DevSpec::Label(s)
-            | DevSpec::Uuid(s)
-            | DevSpec::PartUuid(s)
-            | DevSpec::PartLabel(s)
-            | DevSpec::Path(s) => s,
-        }
+        value
+            .parse()
+            .map_err(|why| ParamError::new(param, value, why))
     }
 
     /// The udev path of the device, as fstab would resolve it.
@@ -119,25 +69,6 @@ impl DevSpec {
             DevSpec::PartUuid(s) => disk_by("partuuid", &s.to_lowercase()),
             DevSpec::PartLabel(s) => disk_by("partlabel", s),
             DevSpec::Path(p) => p.clone(),
-        }
-    }
-
-    pub fn label(&self) -> Option<&str> {
-        match self {
-            DevSpec::Label(l) => Some(l),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for DevSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DevSpec::Label(s) => write!(f, "LABEL={s}"),
-            DevSpec::Uuid(s) => write!(f, "UUID={s}"),
-            DevSpec::PartUuid(s) => write!(f, "PARTUUID={s}"),
-            DevSpec::PartLabel(s) => write!(f, "PARTLABEL={s}"),
-            DevSpec::Path(s) => f.write_str(s),
         }
     }
 }

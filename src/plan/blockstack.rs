@@ -40,7 +40,7 @@ pub fn plan(c: &Config, root_device: bool) -> Block {
         b.steps.push(st);
     }
     if let Some(dev) = &c.luks {
-        let mut args = LuksArgs::new(dev.to_string(), c.luks_name.clone());
+        let mut args = LuksArgs::new(dev.clone(), c.luks_name.clone());
         match &c.luks_key {
             Some(LuksKey::Credential(name)) => args.key_credential = Some(name.clone()),
             Some(LuksKey::Url(url)) => {

@@ -24,11 +24,11 @@ pub fn plan(
     let mut a = SysrootArgs::default();
     match (&c.root, &c.lower) {
         (_, Some(lower)) => {
-            a.lower_device = Some(lower.to_string());
-            a.var_lower_device = c.lower_var.as_ref().map(|v| v.to_string());
+            a.lower_device = Some(lower.clone());
+            a.var_lower_device = c.lower_var.clone();
         }
         (Some(Root::LiveDevice { device }), None) if !image.fetched() || !image.in_ram => {
-            a.live_device = Some(device.to_string());
+            a.live_device = Some(device.clone());
             a.live_dir = c.live_dir.clone();
             a.image = c.squashimg.clone();
             a.copy_to_ram = c.live_ram;
@@ -42,7 +42,7 @@ pub fn plan(
     a.ram = c.ram;
     match (&c.overlay, c.upper) {
         (Some(OverlayDev::Device { device, path }), _) => {
-            a.overlay_device = Some(device.to_string());
+            a.overlay_device = Some(device.clone());
             a.overlay_path = path.clone();
             a.overlay_reset = c.overlay_reset;
             a.overlay_readonly = c.overlay_readonly;

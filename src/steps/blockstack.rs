@@ -85,9 +85,7 @@ pub fn multipath(_a: MultipathArgs) -> Result<()> {
 }
 
 pub fn luks(a: LuksArgs) -> Result<()> {
-    let dev = crate::values::DevSpec::parse("--device", &a.device)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .dev_path();
+    let dev = a.device.dev_path();
     mounts::wait_for(&dev, 120)?;
     // The fetched key is a secret too, removed once used.
     let mut used_key: Option<PathBuf> = None;

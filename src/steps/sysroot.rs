@@ -28,12 +28,6 @@ const FS_IMAGES: &[&str] = &["LiveOS/rootfs.img", "LiveOS/ext3fs.img"];
 /// dracut's name for the device-mapper snapshot that is the root.
 const LIVE_RW: &str = "live-rw";
 
-fn dev_path(spec: &str) -> Result<String> {
-    Ok(DevSpec::parse("--device", spec)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .dev_path())
-}
-
 fn blkid(dev: &str, tag: &str) -> String {
     sh(&["blkid", "-s", tag, "-o", "value", dev])
         .map(|s| s.trim().to_string())
@@ -167,7 +161,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     let mut image = match (&a.image_file, &a.live_device) {
         (Some(f), _) => f.clone(),
         (None, Some(spec)) => {
-            let dev = dev_path(spec)?;
+            let dev = spec.dev_path();
             wait_for(&dev, a.device_timeout)?;
             if !is_mountpoint(Path::new(LIVE)) {
                 mount_dev(&dev, Path::new(LIVE), true)?;
@@ -283,10 +277,10 @@ const OVERLAY_MNT: &str = "/run/initramfs/overlayfs";
 /// `<dir>/overlay-<label>-<uuid>` of the live medium.
 fn overlay_on_device(
     a: &SysrootArgs,
-    spec: &str,
+    spec: &DevSpec,
     live: Option<&(String, String)>,
 ) -> Result<(String, PathBuf)> {
-    let dev = dev_path(spec)?;
+    let dev = spec.dev_path();
     wait_for(&dev, a.device_timeout)?;
     let mnt = Path::new(OVERLAY_MNT);
     if !is_mountpoint(mnt) {
@@ -304,7 +298,11 @@ fn overlay_on_device(
 
 /// The persistent copy-on-write file on `rd.live.overlay`'s device, on a
 /// read-write loop device. An empty (zeroed) file is a new store.
-fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) -> Result<String> {
+fn persistent_cow(
+    a: &SysrootArgs,
+    spec: &DevSpec,
+    live: Option<&(String, String)>,
+) -> Result<String> {
     if a.overlay_readonly {
         bail!(
             "rd.live.overlay.readonly=1 needs OverlayFS, but the image carries a filesystem \
@@ -410,7 +408,7 @@ fn link_run(upper: &Path, work: &Path) -> Result<()> {
 /// beside it; or, when the path is a file, a filesystem image holding both.
 fn persistent_upper(
     a: &SysrootArgs,
-    spec: &str,
+    spec: &DevSpec,
     live: Option<&(String, String)>,
     lowers: &mut Vec<String>,
 ) -> Result<(PathBuf, PathBuf)> {
@@ -513,18 +511,18 @@ fn wait_by_path(suffix: &str, secs: u64) -> Result<String> {
 }
 
 /// Seed 001: read-only lower devices for / and /var, upper on zram or tmpfs.
-fn lower_devices(a: &SysrootArgs, lower: &str) -> Result<()> {
+fn lower_devices(a: &SysrootArgs, lower: &DevSpec) -> Result<()> {
     let upper_root = if a.upper == Some(Upper::Zram) {
         zram(a)?
     } else {
         tmpfs_overlay(a.tmpfs_size_mib)?.to_path_buf()
     };
-    let mut layers = vec![("root", lower.to_string(), a.target.clone())];
+    let mut layers = vec![("root", lower.clone(), a.target.clone())];
     if let Some(v) = &a.var_lower_device {
         layers.push(("var", v.clone(), a.target.join("var")));
     }
     for (name, spec, at) in layers {
-        let dev = dev_path(&spec)?;
+        let dev = spec.dev_path();
         wait_for(&dev, a.device_timeout)?;
         let low = PathBuf::from(format!("/run/initramfs/lower/{name}"));
         mount_dev(&dev, &low, true)?;
