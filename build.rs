@@ -1,7 +1,8 @@
 //! Builds the man pages from the sources, so they cannot drift from them:
 //!
 //! - metalroot(8) and metalroot-<step>(8) from the clap definitions in
-//!   `src/cli.rs` (the same file the binary parses its arguments with);
+//!   `src/cli.rs`, `src/args.rs` and `src/kinds.rs` (the same files the
+//!   binary parses its arguments with);
 //! - metalroot-generator(8) from `GENERATOR` below (the generator has no
 //!   clap: it takes systemd's three directories);
 //! - metalroot(7), the kernel command line, from `docs/cmdline.md` through
@@ -17,9 +18,17 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+// cli.rs refers to the step arguments and their value types by
+// `crate::args` and `crate::kinds`: the same three files, no more.
+#[allow(dead_code)]
+#[path = "src/args.rs"]
+mod args;
 #[allow(dead_code)]
 #[path = "src/cli.rs"]
 mod cli;
+#[allow(dead_code)]
+#[path = "src/kinds.rs"]
+mod kinds;
 
 const GENERATOR: &str = "\
 metalroot-generator is a systemd generator (systemd.generator(7)) run early \
@@ -42,6 +51,8 @@ The parameters are described in metalroot(7).";
 fn main() -> io::Result<()> {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/cli.rs");
+    println!("cargo:rerun-if-changed=src/args.rs");
+    println!("cargo:rerun-if-changed=src/kinds.rs");
     println!("cargo:rerun-if-changed=docs/cmdline.md");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("man");
     fs::create_dir_all(&out)?;

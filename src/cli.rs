@@ -2,6 +2,10 @@
 //! The generator writes these arguments into ExecStart=, so `systemctl cat`
 //! shows exactly what runs and an operator can re-run a step by hand.
 
+pub use crate::args::{
+    FetchArgs, HandoverArgs, IscsiArgs, LayoutArgs, LuksArgs, LvmArgs, MultipathArgs, SourceKind,
+    SysrootArgs, WipeArgs,
+};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -19,7 +23,32 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-#[derive(Subcommand, Debug)]
+impl Cli {
+    /// `try_parse_from`, plus what clap's lists lose: the order of fetch's
+    /// `--source` and `--source-file`.
+    pub fn try_parse_ordered<I, T>(argv: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Cli::command();
+        let m = cmd.try_get_matches_from_mut(argv)?;
+        let mut cli = Cli::from_arg_matches(&m).map_err(|e| e.format(&mut cmd))?;
+        if let (Cmd::Fetch(a), Some(("fetch", sm))) = (&mut cli.cmd, m.subcommand()) {
+            let at = |id: &str| sm.indices_of(id).into_iter().flatten();
+            let mut kinds: Vec<(usize, SourceKind)> = at("sources")
+                .map(|i| (i, SourceKind::Url))
+                .chain(at("source_files").map(|i| (i, SourceKind::File)))
+                .collect();
+            kinds.sort_by_key(|(i, _)| *i);
+            a.order = kinds.into_iter().map(|(_, k)| k).collect();
+        }
+        Ok(cli)
+    }
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Cmd {
     /// Print the plan for a command line, touching nothing.
     Plan(PlanArgs),
@@ -69,9 +98,33 @@ impl Cmd {
             Cmd::Status(_) => "status",
         }
     }
+
+    /// The full ExecStart= argv: the binary, the step's name, its arguments.
+    pub fn to_argv(&self) -> Vec<String> {
+        let rest = match self {
+            // No `--` before it: the units have always shown the bare
+            // message, and the plan's messages (a refused line, the dry
+            // run) never start with '-'.
+            Cmd::Fail { message } => vec![message.clone()],
+            Cmd::Wipe(a) => a.to_argv(),
+            Cmd::Layout(a) => a.to_argv(),
+            Cmd::Fetch(a) => a.to_argv(),
+            Cmd::Sysroot(a) => a.to_argv(),
+            Cmd::IscsiLogin(a) => a.to_argv(),
+            Cmd::LuksOpen(a) => a.to_argv(),
+            Cmd::LvmActivate(a) => a.to_argv(),
+            Cmd::Handover(a) => a.to_argv(),
+            Cmd::Plan(a) => a.to_argv(),
+            Cmd::Status(a) => a.to_argv(),
+            Cmd::Multipath(_) | Cmd::Trap => Vec::new(),
+        };
+        let mut argv = vec![crate::args::BIN.to_string(), self.name().to_string()];
+        argv.extend(rest);
+        argv
+    }
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct PlanArgs {
     /// The command line to plan for (default: /proc/cmdline).
     #[arg(long)]
@@ -88,7 +141,18 @@ pub struct PlanArgs {
     pub scan_disks: bool,
 }
 
-#[derive(Args, Debug)]
+impl PlanArgs {
+    fn to_argv(&self) -> Vec<String> {
+        let mut a = crate::args::Argv::default();
+        a.opt_if("cmdline", self.cmdline.as_ref());
+        a.path("config", self.config.as_deref());
+        a.flag("json", self.json);
+        a.flag("scan-disks", self.scan_disks);
+        a.0
+    }
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct StatusArgs {
     /// Leave out the plan.
     #[arg(long)]
@@ -98,230 +162,43 @@ pub struct StatusArgs {
     pub no_journal: bool,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct DiskArgs {
-    /// Number of disks in the arrays (metal.disks).
-    #[arg(long)]
-    pub disks: u64,
-    /// Smallest disk considered, in GiB (metal.min-disk-size).
-    #[arg(long)]
-    pub min_disk_size_gib: u64,
-    /// Filesystem label of the image array (root=live:LABEL=).
-    #[arg(long)]
-    pub sqfs_label: String,
-    /// Filesystem label of the overlay array (rd.live.overlay=LABEL=).
-    #[arg(long)]
-    pub oval_label: String,
-    /// Only disks with these serial:<s> or wwn:<w> (metal.disk-allow).
-    #[arg(long = "allow")]
-    pub allow: Vec<String>,
-    /// Never touch the disk holding this filesystem label (a file:// source).
-    #[arg(long = "protect-label")]
-    pub protect_label: Vec<String>,
-    /// Report what would be done; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Root of /sys and /dev (tests).
-    #[arg(long, default_value = "/", hide = true)]
-    pub sysroot_prefix: PathBuf,
+impl StatusArgs {
+    fn to_argv(&self) -> Vec<String> {
+        let mut a = crate::args::Argv::default();
+        a.flag("no-plan", self.no_plan);
+        a.flag("no-journal", self.no_journal);
+        a.0
+    }
 }
 
-#[derive(Args, Debug)]
-pub struct WipeArgs {
-    #[command(flatten)]
-    pub disks: DiskArgs,
-    /// Seconds to wait so an operator can power off (metal.wipe-delay).
-    #[arg(long)]
-    pub wipe_delay: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Args, Debug)]
-pub struct LayoutArgs {
-    #[command(flatten)]
-    pub disks: DiskArgs,
-    #[arg(long)]
-    pub md_level: String,
-    #[arg(long)]
-    pub sqfs_size_gb: u64,
-    #[arg(long)]
-    pub oval_size_gb: u64,
-    #[arg(long)]
-    pub aux_size_gb: u64,
-    /// The disks were not wiped: refuse any that still carry signatures.
-    #[arg(long)]
-    pub no_wipe: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct FetchArgs {
-    /// Image server, tried in order (metal.server).
-    #[arg(long = "source")]
-    pub sources: Vec<String>,
-    /// A file holding a source URL with a password (0600, under /run).
-    #[arg(long = "source-file")]
-    pub source_files: Vec<PathBuf>,
-    /// Image file name (rd.live.squashimg).
-    #[arg(long)]
-    pub image: String,
-    /// The source URL is the image itself (root=live:<url>).
-    #[arg(long)]
-    pub exact_url: bool,
-    /// Store the image in this file (RAM).
-    #[arg(long, conflicts_with = "dest_label")]
-    pub dest_file: Option<PathBuf>,
-    /// Store the image on the filesystem with this label.
-    #[arg(long, requires = "mount")]
-    pub dest_label: Option<String>,
-    #[arg(long)]
-    pub mount: Option<PathBuf>,
-    /// Directory on that filesystem (rd.live.dir).
-    #[arg(long, default_value = "LiveOS")]
-    pub dir: String,
-    /// Expected SHA-256 (metal.sha256); else the server's <image>.sha256.
-    #[arg(long)]
-    pub sha256: Option<String>,
-    /// Extra CA certificate file for https (metal.ca).
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Resolve and connect over IPv4 only (metal.ipv4=1).
-    #[arg(long)]
-    pub ipv4: bool,
-    /// Give up after this many seconds in all.
-    #[arg(long, default_value_t = 1800)]
-    pub timeout: u64,
-}
-
-#[derive(Args, Debug)]
-pub struct SysrootArgs {
-    #[arg(long)]
-    pub live_device: Option<String>,
-    #[arg(long, default_value = "LiveOS")]
-    pub live_dir: String,
-    #[arg(long, default_value = "squashfs.img")]
-    pub image: String,
-    /// The squashfs image file (already in RAM).
-    #[arg(long)]
-    pub image_file: Option<PathBuf>,
-    /// Copy the image to RAM first (rd.live.ram=1).
-    #[arg(long)]
-    pub copy_to_ram: bool,
-    /// Boot-to-RAM mode: copy, squashfs or overlay (metal.ram).
-    #[arg(long)]
-    pub ram: Option<String>,
-    #[arg(long)]
-    pub overlay_device: Option<String>,
-    #[arg(long)]
-    pub overlay_path: Option<String>,
-    #[arg(long)]
-    pub overlay_reset: bool,
-    #[arg(long)]
-    pub overlay_readonly: bool,
-    /// OverlayFS even for an image that carries LiveOS/rootfs.img, which
-    /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
-    #[arg(long)]
-    pub overlayfs: bool,
-    #[arg(long)]
-    pub no_overlay: bool,
-    /// tmpfs or zram upper layer (metal.overlay).
-    #[arg(long)]
-    pub upper: Option<String>,
-    #[arg(long)]
-    pub zram_size: Option<String>,
-    #[arg(long)]
-    pub zram_comp: Option<String>,
-    #[arg(long)]
-    pub zram_fs: Option<String>,
-    #[arg(long, default_value_t = 32768)]
-    pub tmpfs_size_mib: u64,
-    /// Lower device of / (seed 001).
-    #[arg(long)]
-    pub lower_device: Option<String>,
-    /// Lower device of /var (seed 001).
-    #[arg(long)]
-    pub var_lower_device: Option<String>,
-    /// The root is a whole iSCSI LUN of this target.
-    #[arg(long)]
-    pub iscsi_lun: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    pub lun: u32,
-    /// Where to mount the root.
-    #[arg(long, default_value = "/sysroot")]
-    pub target: PathBuf,
-    /// Seconds to wait for a device to appear.
-    #[arg(long, default_value_t = 90)]
-    pub device_timeout: u64,
-}
-
-#[derive(Args, Debug)]
-pub struct IscsiArgs {
-    /// Log in with the firmware's iBFT table.
-    #[arg(long)]
-    pub firmware: bool,
-    #[arg(long)]
-    pub initiator: Option<String>,
-    #[arg(long)]
-    pub retries: Option<u64>,
-    #[arg(long = "param")]
-    pub params: Vec<String>,
-    #[arg(long)]
-    pub portal: Option<String>,
-    #[arg(long = "discover")]
-    pub discover: Vec<String>,
-    #[arg(long)]
-    pub discovery_auth_file: Option<PathBuf>,
-    #[arg(long)]
-    pub group: Option<u32>,
-    #[arg(long)]
-    pub iface: Option<String>,
-    #[arg(long)]
-    pub target: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    pub lun: u32,
-    /// CHAP credentials (0600 file of key=value lines).
-    #[arg(long)]
-    pub auth_file: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct MultipathArgs {}
-
-#[derive(Args, Debug)]
-pub struct LuksArgs {
-    #[arg(long)]
-    pub device: String,
-    #[arg(long)]
-    pub name: String,
-    #[arg(long)]
-    pub key_credential: Option<String>,
-    #[arg(long)]
-    pub key_url_file: Option<PathBuf>,
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Resolve and connect over IPv4 only (metal.ipv4=1).
-    #[arg(long)]
-    pub ipv4: bool,
-    /// Seconds to keep retrying the key's URL (metal.fetch-timeout).
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
-}
-
-#[derive(Args, Debug)]
-pub struct LvmArgs {
-    #[arg(long)]
-    pub readonly: bool,
-    #[arg(long)]
-    pub device: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct HandoverArgs {
-    #[arg(long, default_value = "/sysroot")]
-    pub root: PathBuf,
-    /// Write fstab entries for the seed-000 arrays.
-    #[arg(long)]
-    pub metal_arrays: bool,
-    #[arg(long)]
-    pub iscsi: bool,
-    #[arg(long)]
-    pub multipath: bool,
+    /// Every subcommand's argv reads back as itself, the ones the plan never
+    /// schedules too (the golden round trip covers the others with real plans).
+    #[test]
+    fn every_subcommand_round_trips() {
+        let cmds = [
+            Cmd::Plan(PlanArgs {
+                cmdline: Some("metal.server=http://pit/ quiet".into()),
+                config: Some("/etc/x.conf".into()),
+                json: true,
+                scan_disks: true,
+            }),
+            Cmd::Status(StatusArgs {
+                no_plan: true,
+                no_journal: false,
+            }),
+            Cmd::Multipath(MultipathArgs {}),
+            Cmd::Trap,
+            Cmd::Fail {
+                message: "invalid kernel command line: metal.disks=\"two\": …".into(),
+            },
+        ];
+        for cmd in cmds {
+            let back = Cli::try_parse_ordered(cmd.to_argv()).map(|c| c.cmd);
+            assert_eq!(back.ok(), Some(cmd.clone()), "{:?}", cmd.to_argv());
+        }
+    }
 }

@@ -40,7 +40,7 @@ pub fn scrub(value: &str) -> String {
     value
         .split(' ')
         .map(|w| match w.rfind('@') {
-            Some(_) if w.contains("://") => crate::values::redact_url(w),
+            Some(_) if w.contains("://") => crate::redact::redact_url(w),
             Some(at) => format!("<redacted>{}", &w[at..]),
             None => w.to_string(),
         })

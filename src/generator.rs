@@ -112,7 +112,7 @@ fn write_plan(root: &Path, g: &Generated) -> Result<()> {
     let Some(text) = &g.plan_text else {
         return Ok(());
     };
-    let path = root.join(crate::steps::status::PLAN_FILE.trim_start_matches('/'));
+    let path = root.join(crate::kinds::PLAN_FILE.trim_start_matches('/'));
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -125,16 +125,7 @@ fn write_plan(root: &Path, g: &Generated) -> Result<()> {
 fn write_secrets(root: &Path, g: &Generated) -> Result<()> {
     for s in &g.secrets {
         let path: PathBuf = root.join(s.path.trim_start_matches('/'));
-        if consumed_marker(&path).exists() {
-            continue;
-        }
-        crate::steps::private::write(&path, s.contents.as_bytes())?;
+        crate::sys::secrets::provide(&path, s.contents.as_bytes())?;
     }
     Ok(())
-}
-
-pub fn consumed_marker(secret: &Path) -> PathBuf {
-    let mut s = secret.as_os_str().to_owned();
-    s.push(".consumed");
-    PathBuf::from(s)
 }

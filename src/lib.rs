@@ -3,16 +3,20 @@
 //! The pure core is `cmdline → params → plan → units`; `generator` writes its
 //! output, and `steps` are the ExecStart programs of the units.
 
+pub mod args;
 pub mod cli;
 pub mod cmdline;
 pub mod core;
 pub mod error;
 pub mod generator;
 pub mod iscsi_spec;
+pub mod kinds;
 pub mod params;
 pub mod plan;
+pub mod redact;
 pub mod render;
 pub mod site;
 pub mod steps;
+pub mod sys;
 pub mod units;
 pub mod values;

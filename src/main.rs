@@ -1,12 +1,11 @@
 //! `metalroot`: the step binary behind every generated unit, and `plan`.
 
-use clap::Parser;
 use metalroot::cli::{Cli, Cmd};
-use metalroot::steps;
+use metalroot::{steps, sys};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_ordered(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -17,7 +16,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    steps::log::init(cli.debug, cli.cmd.name());
+    sys::log::init(cli.debug, cli.cmd.name());
     let result = match cli.cmd {
         Cmd::Plan(a) => steps::plan::run(a),
         Cmd::Fail { message } => steps::fail::run(&message),

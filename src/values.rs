@@ -2,6 +2,9 @@
 //! bounded numbers, sizes, device specs and image sources.
 
 use crate::error::ParamError;
+pub use crate::kinds::{DevSpec, Size};
+use crate::redact::redact_url;
+use crate::sys::udev::disk_by;
 use serde::Serialize;
 
 /// dracut's `getargbool`: a bare key is true; 1/yes/y/on/true and
@@ -44,157 +47,30 @@ pub fn required<'a>(param: &str, value: Option<&'a str>) -> Result<&'a str, Para
     }
 }
 
-/// A size for zram: `N[KMGT]` in bytes (binary units) or `N%` of RAM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Size {
-    Bytes(u64),
-    PercentOfRam(u8),
-}
-
 impl Size {
     pub fn parse(param: &str, value: Option<&str>) -> Result<Size, ParamError> {
         let v = required(param, value)?;
-        let bad = || ParamError::new(param, v, "expected a size like 4G, 512M or 50%");
-        if let Some(p) = v.strip_suffix('%') {
-            let n: u8 = p.parse().map_err(|_| bad())?;
-            return if (1..=100).contains(&n) {
-                Ok(Size::PercentOfRam(n))
-            } else {
-                Err(ParamError::new(param, v, "a percentage must be 1 to 100"))
-            };
-        }
-        let (digits, mult) = match v.char_indices().last() {
-            Some((i, c)) if c.is_ascii_alphabetic() => {
-                let m: u64 = match c.to_ascii_uppercase() {
-                    'K' => 1 << 10,
-                    'M' => 1 << 20,
-                    'G' => 1 << 30,
-                    'T' => 1 << 40,
-                    _ => return Err(bad()),
-                };
-                (&v[..i], m)
-            }
-            _ => (v, 1),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        match n.checked_mul(mult) {
-            Some(b) if b > 0 => Ok(Size::Bytes(b)),
-            _ => Err(bad()),
-        }
+        v.parse().map_err(|why| ParamError::new(param, v, why))
     }
-
-    /// The form `zramctl --size` and the step binaries take.
-    pub fn arg(&self) -> String {
-        match self {
-            Size::Bytes(b) => b.to_string(),
-            Size::PercentOfRam(p) => format!("{p}%"),
-        }
-    }
-}
-
-/// A block device named the ways dracut and fstab name them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "by", content = "value", rename_all = "lowercase")]
-pub enum DevSpec {
-    Label(String),
-    Uuid(String),
-    PartUuid(String),
-    PartLabel(String),
-    Path(String),
 }
 
 impl DevSpec {
     pub fn parse(param: &str, value: &str) -> Result<DevSpec, ParamError> {
-        let bad = |why: &str| ParamError::new(param, value, why.to_string());
-        let (kind, rest) = match value.split_once('=') {
-            Some((k, r)) => (Some(k), r),
-            None => (None, value),
-        };
-        let spec = match kind.map(str::to_ascii_uppercase).as_deref() {
-            Some("LABEL" | "CDLABEL") => DevSpec::Label(rest.to_string()),
-            Some("UUID") => DevSpec::Uuid(rest.to_string()),
-            Some("PARTUUID") => DevSpec::PartUuid(rest.to_string()),
-            Some("PARTLABEL") => DevSpec::PartLabel(rest.to_string()),
-            Some(_) => {
-                return Err(bad(
-                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
-                ))
-            }
-            None if value.starts_with("/dev/") && value.len() > 5 => {
-                DevSpec::Path(value.to_string())
-            }
-            None => {
-                return Err(bad(
-                    "expected LABEL=, CDLABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path",
-                ))
-            }
-        };
-        let inner = spec.inner();
-        if inner.is_empty() || inner.contains('/') && !matches!(spec, DevSpec::Path(_)) {
-            return Err(bad("the device name is empty or holds a '/'"));
-        }
-        if inner.chars().any(|c| c.is_control()) {
-            return Err(bad("the device name holds a control character"));
-        }
-        Ok(spec)
-    }
-
-    fn inner(&self) -> &str {
-        match self {
-            DevSpec::Label(s)
-            | DevSpec::Uuid(s)
-            | DevSpec::PartUuid(s)
-            | DevSpec::PartLabel(s)
-            | DevSpec::Path(s) => s,
-        }
+        value
+            .parse()
+            .map_err(|why| ParamError::new(param, value, why))
     }
 
     /// The udev path of the device, as fstab would resolve it.
     pub fn dev_path(&self) -> String {
         match self {
-            DevSpec::Label(s) => format!("/dev/disk/by-label/{}", udev_encode(s)),
-            DevSpec::Uuid(s) => format!("/dev/disk/by-uuid/{}", udev_encode(&s.to_lowercase())),
-            DevSpec::PartUuid(s) => {
-                format!("/dev/disk/by-partuuid/{}", udev_encode(&s.to_lowercase()))
-            }
-            DevSpec::PartLabel(s) => format!("/dev/disk/by-partlabel/{}", udev_encode(s)),
+            DevSpec::Label(s) => disk_by("label", s),
+            DevSpec::Uuid(s) => disk_by("uuid", &s.to_lowercase()),
+            DevSpec::PartUuid(s) => disk_by("partuuid", &s.to_lowercase()),
+            DevSpec::PartLabel(s) => disk_by("partlabel", s),
             DevSpec::Path(p) => p.clone(),
         }
     }
-
-    pub fn label(&self) -> Option<&str> {
-        match self {
-            DevSpec::Label(l) => Some(l),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for DevSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DevSpec::Label(s) => write!(f, "LABEL={s}"),
-            DevSpec::Uuid(s) => write!(f, "UUID={s}"),
-            DevSpec::PartUuid(s) => write!(f, "PARTUUID={s}"),
-            DevSpec::PartLabel(s) => write!(f, "PARTLABEL={s}"),
-            DevSpec::Path(s) => f.write_str(s),
-        }
-    }
-}
-
-/// udev's encoding of a label in /dev/disk/by-label: anything but
-/// alphanumerics and `#+-.:=@_` becomes `\xNN`.
-fn udev_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"#+-.:=@_".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 /// Where the squashfs image comes from (`metal.server=`, seed 000).
@@ -220,32 +96,6 @@ impl std::fmt::Debug for Source {
 
 fn ser_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redact_url(url))
-}
-
-/// Replaces the password of `scheme://user:password@host/...` by `<redacted>`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let auth_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..auth_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:<redacted>@{}", &rest[at + 1..])
-        }
-        None => url.to_string(),
-    }
-}
-
-/// A URL that is a secret as a whole (a key's pre-signed URL): its password
-/// and its query (the token) are hidden, host and path are kept so that an
-/// operator can tell which server failed.
-pub fn redact_secret_url(url: &str) -> String {
-    let u = redact_url(url);
-    match u.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>"),
-        None => u,
-    }
 }
 
 impl Source {

@@ -27,6 +27,19 @@ fn cases() -> Vec<PathBuf> {
     v
 }
 
+/// The plan of every case that plans (not refused, asks for metalroot).
+fn plans() -> Vec<(PathBuf, metalroot::plan::Plan)> {
+    let mut out = Vec::new();
+    for case in cases() {
+        let line = fs::read_to_string(case.join("cmdline")).expect("cmdline");
+        let site = fs::read_to_string(case.join("etc/metalroot.conf")).ok();
+        if let Ok(Some(plan)) = metalroot::core::plan(site.as_deref(), &line) {
+            out.push((case, plan));
+        }
+    }
+    out
+}
+
 /// The tree as path → "file:<contents>" or "link:<target>".
 fn tree(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -179,12 +192,7 @@ fn no_secret_in_any_unit_and_secrets_are_private() {
 
 #[test]
 fn every_exec_start_parses_with_the_real_cli() {
-    for case in cases() {
-        let line = fs::read_to_string(case.join("cmdline")).expect("cmdline");
-        let site = fs::read_to_string(case.join("etc/metalroot.conf")).ok();
-        let Ok(Some(plan)) = metalroot::core::plan(site.as_deref(), &line) else {
-            continue;
-        };
+    for (case, plan) in plans() {
         for st in &plan.steps {
             if let Err(e) = Cli::try_parse_from(&st.argv) {
                 panic!("{}: {} does not parse: {e}", case.display(), st.name);
@@ -249,5 +257,28 @@ fn units_pass_systemd_analyze_verify() {
             "{}: systemd-analyze verify failed:\n{stderr}",
             case.display()
         );
+    }
+}
+
+/// The seam between plan and steps: for every golden plan, each step's
+/// typed arguments survive `to_argv` and the real parser unchanged, and the
+/// unit's argv is exactly `to_argv` (plus the global `--debug`).
+#[test]
+fn step_arguments_round_trip_through_argv() {
+    for (case, plan) in plans() {
+        for st in &plan.steps {
+            let argv = st.cmd.to_argv();
+            let back = Cli::try_parse_ordered(&argv)
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", case.display(), st.name));
+            assert_eq!(back.cmd, st.cmd, "{}: {}", case.display(), st.name);
+            let unit: Vec<&String> = st.argv.iter().filter(|a| *a != "--debug").collect();
+            assert_eq!(
+                unit,
+                argv.iter().collect::<Vec<_>>(),
+                "{}: {}",
+                case.display(),
+                st.name
+            );
+        }
     }
 }

@@ -10,62 +10,13 @@ use metalroot::cli::Cli;
 use metalroot::units::Entry;
 use proptest::prelude::*;
 
-const KEYS: &[&str] = &[
-    "metal.server",
-    "metal.debug",
-    "metal.disks",
-    "metal.md-level",
-    "metal.no-wipe",
-    "metal.wipe-delay",
-    "metal.min-disk-size",
-    "metal.ipv4",
-    "metal.sqfs-md-size",
-    "metal.oval-md-size",
-    "metal.aux-md-size",
-    "root",
-    "rd.live.image",
-    "rd.live.dir",
-    "rd.live.squashimg",
-    "rd.live.overlay",
-    "rd.live.overlay.overlayfs",
-    "rd.live.overlay.reset",
-    "rd.live.overlay.readonly",
-    "rd.live.overlay.size",
-    "rd.live.ram",
-    "rd.overlay",
-    "rd.overlayfs",
-    "rd.overlay.reset",
-    "netroot",
-    "rd.iscsi.initiator",
-    "rd.iscsi.target.name",
-    "rd.iscsi.target.ip",
-    "rd.iscsi.target.port",
-    "rd.iscsi.username",
-    "rd.iscsi.password",
-    "rd.iscsi.in.username",
-    "rd.iscsi.in.password",
-    "rd.iscsi.firmware",
-    "rd.iscsi.param",
-    "ip",
-    "rd.multipath",
-    "metal.sha256",
-    "metal.ram",
-    "metal.overlay",
-    "metal.zram-size",
-    "metal.trap",
-    "metal.disk-allow",
-    "metal.dry-run",
-    "metal.iscsi.discovery",
-    "metal.iscsi.discovery.username",
-    "metal.iscsi.discovery.password",
-    "metal.luks",
-    "metal.luks.key",
-    "metal.lvm",
-    "metal.lower",
-    "metal.lower.var",
-    "metal.typo",
-    "quiet",
-];
+/// Every parameter metalroot knows (from its one table), a typo and a word
+/// it does not know.
+fn keys() -> Vec<&'static str> {
+    let mut k: Vec<&'static str> = metalroot::params::names().collect();
+    k.extend(["metal.typo", "quiet"]);
+    k
+}
 
 const VALUES: &[&str] = &[
     "",
@@ -114,7 +65,7 @@ const VALUES: &[&str] = &[
 
 fn word() -> impl Strategy<Value = String> {
     (
-        prop::sample::select(KEYS),
+        prop::sample::select(keys()),
         prop::option::of(prop_oneof![
             prop::sample::select(VALUES).prop_map(str::to_string),
             "[ -~]{0,12}",

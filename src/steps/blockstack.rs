@@ -4,8 +4,8 @@
 //! devices set read-only.
 
 use crate::cli::{LuksArgs, LvmArgs, MultipathArgs};
-use crate::steps::cmd::{run as sh, run_ok, settle};
-use crate::steps::{mounts, notify};
+use crate::sys::cmd::{run as sh, run_ok, settle};
+use crate::sys::{mounts, notify};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -85,24 +85,22 @@ pub fn multipath(_a: MultipathArgs) -> Result<()> {
 }
 
 pub fn luks(a: LuksArgs) -> Result<()> {
-    let dev = crate::values::DevSpec::parse("--device", &a.device)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .dev_path();
+    let dev = a.device.dev_path();
     mounts::wait_for(&dev, 120)?;
-    let mut remove_after: Option<PathBuf> = None;
+    // The fetched key is a secret too, removed once used.
+    let mut used_key: Option<PathBuf> = None;
     let key: PathBuf = if let Some(name) = &a.key_credential {
         let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
             .context("no $CREDENTIALS_DIRECTORY: the unit must LoadCredential= the key")?;
         PathBuf::from(dir).join(name)
     } else if let Some(url_file) = &a.key_url_file {
-        let url = fs::read_to_string(url_file)
-            .with_context(|| format!("reading {}", url_file.display()))?;
-        let client = crate::steps::fetch::http_client(a.ipv4, a.ca.as_deref())?;
+        let url = crate::sys::secrets::read(url_file)?;
+        let client = crate::sys::http::client(a.ipv4, a.ca.as_deref())?;
         let timeout = std::time::Duration::from_secs(a.timeout);
-        let body = crate::steps::fetch::get_small(&client, url.trim(), "the LUKS key", timeout)?;
-        let p = PathBuf::from(format!("{}/luks-{}.key", crate::plan::SECRETS_DIR, a.name));
-        crate::steps::private::write(&p, &body)?;
-        remove_after = Some(p.clone());
+        let body = crate::sys::http::get_small(&client, &url, "the LUKS key", timeout)?;
+        let p = PathBuf::from(format!("{}/luks-{}.key", crate::kinds::SECRETS_DIR, a.name));
+        crate::sys::private::write(&p, &body)?;
+        used_key = Some(p.clone());
         p
     } else {
         bail!("no key: give --key-credential or --key-url-file");
@@ -116,12 +114,11 @@ pub fn luks(a: LuksArgs) -> Result<()> {
         &key.to_string_lossy(),
         "readonly",
     ]);
-    if let Some(p) = remove_after {
+    if let Some(p) = used_key {
         let _ = fs::remove_file(&p);
     }
     if let Some(f) = &a.key_url_file {
-        let _ = fs::remove_file(f);
-        let _ = fs::write(crate::generator::consumed_marker(f), "");
+        crate::sys::secrets::consume(f);
     }
     r.with_context(|| format!("unlocking {dev}"))?;
     info!("unlocked {dev} as /dev/mapper/{}", a.name);

@@ -4,7 +4,9 @@
 //! skipped on a reboot when the local copy still matches.
 
 use crate::cli::FetchArgs;
-use crate::steps::{hashed_copy, mounts, notify};
+use crate::kinds::ImageSource;
+use crate::sys::retry::backoff;
+use crate::sys::{hashed_copy, http, mounts, notify};
 use anyhow::{anyhow, bail, Context, Result};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{ETAG, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE};
@@ -15,8 +17,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+use url::Url;
 
-const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
 const CHUNK: usize = 1 << 20;
 
 /// What we remember next to the image: where it came from and its hash.
@@ -50,46 +52,42 @@ fn write_meta(p: &Path, m: &Meta) -> Result<()> {
     fs::write(&mp, serde_json::to_string(m)?).with_context(|| format!("writing {}", mp.display()))
 }
 
+/// The image's URL on a server: `<source>/<image>` (query kept), unless
+/// the source already names the image or is the image (`exact`). A source
+/// that is not a URL is returned as it is, for the download to report.
 pub fn image_url(source: &str, image: &str, exact: bool) -> String {
-    if exact
-        || source
-            .split('?')
-            .next()
-            .is_some_and(|p| p.ends_with(&format!("/{image}")))
-    {
+    let Ok(mut u) = Url::parse(source) else {
+        return source.to_string();
+    };
+    if exact || u.path().ends_with(&format!("/{image}")) {
         return source.to_string();
     }
-    match source.split_once('?') {
-        Some((base, q)) => format!("{}/{image}?{q}", base.trim_end_matches('/')),
-        None => format!("{}/{image}", source.trim_end_matches('/')),
-    }
+    let path = format!("{}/{image}", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u.into()
 }
 
 /// The URL with any password hidden, for logs.
 fn shown(url: &str) -> String {
-    crate::values::redact_url(url)
+    crate::redact::redact_url(url)
 }
 
 pub fn run(a: FetchArgs) -> Result<()> {
     let mut sources = a.sources.clone();
     for f in &a.source_files {
-        let url = fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        sources.push(url.trim().to_string());
+        sources.push(ImageSource::Url(crate::sys::secrets::read(f)?));
     }
     if sources.is_empty() {
         bail!("no image source given (metal.server)");
     }
     let dest = destination(&a)?;
-    let client = http_client(a.ipv4, a.ca.as_deref())?;
+    let client = http::client(a.ipv4, a.ca.as_deref())?;
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let urls: Vec<String> = sources
         .iter()
-        .map(|s| {
-            if s.starts_with("file://") {
-                s.clone()
-            } else {
-                image_url(s, &a.image, a.exact_url)
-            }
+        .map(|s| match s {
+            ImageSource::Url(u) => image_url(u, &a.image, a.exact_url),
+            labelled => labelled.to_string(),
         })
         .collect();
 
@@ -117,15 +115,16 @@ pub fn run(a: FetchArgs) -> Result<()> {
     let mut mismatches = 0;
     let mut attempt: u32 = 0;
     'outer: while Instant::now() < deadline {
-        for url in &urls {
+        for (src, url) in sources.iter().zip(&urls) {
             if Instant::now() >= deadline {
                 break 'outer;
             }
             attempt += 1;
-            let r = if url.starts_with("file://") {
-                copy_from_label(url, &a.image, &dest)
-            } else {
-                download(&client, url, &dest)
+            let r = match src {
+                ImageSource::Labelled { dir, label } => {
+                    copy_from_label(dir, label, url, &a.image, &dest)
+                }
+                ImageSource::Url(_) => download(&client, url, &dest),
             };
             match r.and_then(|m| finish(&dest, m, expected.as_deref())) {
                 Ok(()) => return Ok(()),
@@ -167,7 +166,7 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
         .mount
         .clone()
         .context("--mount is required with --dest-label")?;
-    let dev = format!("/dev/disk/by-label/{label}");
+    let dev = crate::sys::udev::by_label(label);
     mounts::wait_for(&dev, 90)?;
     if !mounts::is_mountpoint(&mnt) {
         mounts::mount_dev(&dev, &mnt, false)?;
@@ -177,83 +176,14 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
     Ok(dir.join(&a.image))
 }
 
-/// The HTTP client of every metalroot step: connect and read timeouts (a
-/// stalled server fails instead of hanging the boot), metal.ipv4, and the
-/// site's CA.
-pub fn http_client(ipv4: bool, ca: Option<&Path>) -> Result<Client> {
-    let mut b = Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        // Blocking reqwest applies this to each read: a stalled server fails.
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("metalroot/", env!("CARGO_PKG_VERSION")));
-    if ipv4 {
-        b = b.local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    }
-    if let Some(ca) = ca {
-        let pem = fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
-        b = b.add_root_certificate(cert);
-    }
-    b.build().context("building the HTTP client")
-}
-
-/// The wait before round `attempt` (1, 2, …): exponential, capped at 30 s,
-/// with a per-node jitter so that a rack that lost its server does not come
-/// back in step; never past `left`.
-fn backoff(attempt: u32, left: Duration) -> Duration {
-    let base = 1u64 << attempt.min(5);
-    let jitter = (std::process::id() as u64 + attempt as u64 * 7919) % 1000;
-    Duration::from_millis((base * 1000).min(30_000) + jitter).min(left)
-}
-
-/// GETs a small body (a key) into memory, retrying connection errors,
-/// timeouts and 408/429/5xx with backoff until `timeout` has passed. Any
-/// other status fails at once: a 403 from an expired pre-signed URL or a
-/// 404 does not get better by waiting. `what` names the body in messages;
-/// the URL is shown without its password and query (the token).
-pub fn get_small(client: &Client, url: &str, what: &str, timeout: Duration) -> Result<Vec<u8>> {
-    let deadline = Instant::now() + timeout;
-    let redacted = crate::values::redact_secret_url(url);
-    let mut attempt: u32 = 0;
-    loop {
-        attempt += 1;
-        let err = match client.get(url).send() {
-            Ok(r) if r.status().is_success() => match r.bytes() {
-                Ok(b) => return Ok(b.to_vec()),
-                Err(e) => anyhow!("reading the body: {}", e.without_url()),
-            },
-            Ok(r) if RETRY_STATUS.contains(&r.status().as_u16()) => anyhow!("{}", r.status()),
-            Ok(r) => bail!(
-                "fetching {what} from {redacted}: {} (not retried)",
-                r.status()
-            ),
-            Err(e) => anyhow!("{}", e.without_url()),
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!(
-                "fetching {what} from {redacted}: {err} (gave up after {attempt} attempts in {} s)",
-                timeout.as_secs()
-            );
-        }
-        let wait = backoff(attempt, left);
-        warn!(
-            "fetching {what} from {redacted} failed: {err}; retrying in {} s",
-            wait.as_secs()
-        );
-        notify::status(&format!("retrying {what} in {} s: {err}", wait.as_secs()));
-        std::thread::sleep(wait);
-    }
-}
-
 /// `<image>.sha256` from the first server that has it.
 fn sidecar(client: &Client, urls: &[String]) -> Option<String> {
     for url in urls.iter().filter(|u| u.starts_with("http")) {
-        let side = match url.split_once('?') {
-            Some((b, q)) => format!("{b}.sha256?{q}"),
-            None => format!("{url}.sha256"),
+        let Ok(mut side) = Url::parse(url) else {
+            continue;
         };
+        side.set_path(&format!("{}.sha256", side.path()));
+        let side = String::from(side);
         match client.get(&side).send() {
             Ok(r) if r.status().is_success() => {
                 let text = r.text().unwrap_or_default();
@@ -371,7 +301,7 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
     notify::status(&format!("connecting to {}", shown(url)));
     let resp = req.send().with_context(|| format!("GET {}", shown(url)))?;
     let status = resp.status();
-    if RETRY_STATUS.contains(&status.as_u16()) {
+    if http::RETRY_STATUS.contains(&status.as_u16()) {
         bail!("GET {}: {status} (will retry)", shown(url));
     }
     let (mut file, hasher, offset) = match status {
@@ -459,19 +389,16 @@ fn stream(
 }
 
 /// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
-fn copy_from_label(src: &str, image: &str, dest: &Path) -> Result<Fetched> {
-    let rest = src.trim_start_matches("file://");
-    let (dir, label) = rest
-        .split_once("?LABEL=")
-        .context("file:// source needs ?LABEL=")?;
-    let dev = format!("/dev/disk/by-label/{label}");
+/// `src` is the source as shown in logs and in the image's record.
+fn copy_from_label(dir: &str, label: &str, src: &str, image: &str, dest: &Path) -> Result<Fetched> {
+    let dev = crate::sys::udev::by_label(label);
     mounts::wait_for(&dev, 90)?;
     let mnt = PathBuf::from(format!("/run/metalroot/source-{label}"));
     let mounted_here = !mounts::is_mountpoint(&mnt);
     if mounted_here {
         mounts::mount_dev(&dev, &mnt, true)?;
     }
-    let file = mnt.join(dir.trim_matches('/')).join(image);
+    let file = mnt.join(dir).join(image);
     let r = (|| {
         let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let part = part_path(dest);
@@ -541,80 +468,6 @@ fn finish(dest: &Path, f: Fetched, expected: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::net::TcpListener;
-
-    /// A one-thread HTTP server on 127.0.0.1 answering each connection with
-    /// the next of `replies` (status line and body); returns its base URL.
-    fn serve(replies: Vec<(&'static str, &'static str)>) -> String {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for (status, body) in replies {
-                let (mut c, _) = l.accept().unwrap();
-                let mut buf = [0u8; 4096];
-                let _ = c.read(&mut buf);
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        url
-    }
-
-    #[test]
-    fn small_get_retries_a_busy_server() {
-        let url = serve(vec![("503 Service Unavailable", ""), ("200 OK", "the-key")]);
-        let c = http_client(true, None).unwrap();
-        let got = get_small(
-            &c,
-            &format!("{url}/k?tok=s3cr3t"),
-            "the key",
-            Duration::from_secs(60),
-        );
-        assert_eq!(got.unwrap(), b"the-key");
-    }
-
-    #[test]
-    fn small_get_fails_at_once_on_forbidden_and_hides_the_token() {
-        let url = serve(vec![("403 Forbidden", "")]);
-        let c = http_client(true, None).unwrap();
-        let t0 = Instant::now();
-        let e = get_small(
-            &c,
-            &format!("{url}/k?X-Amz-Signature=s3cr3t"),
-            "the key",
-            Duration::from_secs(60),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("403") && e.contains("not retried"), "{e}");
-        assert!(!e.contains("s3cr3t"), "{e}");
-        // Not retried: no backoff wait happened (generous bound, not a timing test).
-        assert!(t0.elapsed() < Duration::from_secs(30));
-    }
-
-    #[test]
-    fn small_get_gives_up_at_its_deadline() {
-        // Nothing listens there (the port was just freed).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let c = http_client(true, None).unwrap();
-        let e = get_small(
-            &c,
-            &format!("http://127.0.0.1:{port}/k"),
-            "the key",
-            Duration::from_secs(1),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("gave up after"), "{e}");
-    }
 
     #[test]
     fn urls() {

@@ -44,7 +44,7 @@ impl<'a> Writable<'a> {
                 remounted: false,
             });
         }
-        crate::steps::cmd::run(&["mount", "-o", "remount,rw", &p]).with_context(|| {
+        crate::sys::cmd::run(&["mount", "-o", "remount,rw", &p]).with_context(|| {
             format!("{p} is mounted read-only; making it writable for the hand-over")
         })?;
         info!("{p} is mounted read-only: writable for the hand-over");
@@ -59,7 +59,7 @@ impl Drop for Writable<'_> {
     fn drop(&mut self) {
         if self.remounted {
             let p = self.root.to_string_lossy();
-            if crate::steps::cmd::run_ok(&["mount", "-o", "remount,ro", &p]) {
+            if crate::sys::cmd::run_ok(&["mount", "-o", "remount,ro", &p]) {
                 info!("{p} is read-only again");
             }
         }
@@ -180,7 +180,7 @@ const ARRAYS: &[&str] = &["BOOT", "SQFS", "ROOT", "AUX"];
 /// system knows them by name: its mdadm --monitor watches them, an initrd it
 /// builds assembles them, and metalvg0 on AUX is found again.
 fn record_arrays(root: &Path) -> Result<()> {
-    let scan = match crate::steps::cmd::run(&["mdadm", "--detail", "--scan"]) {
+    let scan = match crate::sys::cmd::run(&["mdadm", "--detail", "--scan"]) {
         Ok(s) => s,
         Err(e) => {
             info!("no arrays to record: {e:#}");

@@ -6,8 +6,8 @@
 //! generator wrote are marked consumed after a successful login.
 
 use crate::cli::IscsiArgs;
-use crate::steps::cmd::{run as sh, run_ok, run_s};
-use crate::steps::notify;
+use crate::sys::cmd::{run as sh, run_ok, run_s};
+use crate::sys::notify;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::Path;
@@ -29,7 +29,7 @@ pub struct Auth {
 
 pub fn parse_auth(text: &str) -> Result<Auth> {
     let mut a = Auth::default();
-    for (k, v) in crate::steps::cmd::key_values(text) {
+    for (k, v) in crate::sys::cmd::key_values(text) {
         match k.as_str() {
             "username" => a.username = v,
             "password" => a.password = v,
@@ -137,11 +137,6 @@ fn ibft_initiator(ibft: &Path) -> Option<String> {
     (!n.is_empty()).then(|| n.to_string())
 }
 
-fn consume(p: &Path) {
-    let _ = fs::remove_file(p);
-    let _ = fs::write(crate::generator::consumed_marker(p), "");
-}
-
 /// Kernel modules a login needs. The iBFT is an ACPI table, not a device:
 /// no udev event loads iscsi_ibft, and without it /sys/firmware/ibft is
 /// missing and `iscsiadm -m fw` finds no target.
@@ -175,7 +170,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     }
     ours.push_str(&param_lines(&a.params)?);
     let existing = fs::read_to_string(CONF).unwrap_or_default();
-    crate::steps::private::write(Path::new(CONF), merge_conf(&existing, &ours).as_bytes())?;
+    crate::sys::private::write(Path::new(CONF), merge_conf(&existing, &ours).as_bytes())?;
     // iscsiadm starts iscsid itself (iscsid.startup); start it early anyway.
     run_ok(&["iscsid"]);
 
@@ -225,7 +220,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
         }
         if logged > 0 {
             for p in a.auth_file.iter().chain(a.discovery_auth_file.iter()) {
-                consume(p);
+                crate::sys::secrets::consume(p);
             }
             notify::status(&format!(
                 "logged in to {target} ({logged} of {} portals)",
@@ -236,8 +231,12 @@ pub fn run(a: IscsiArgs) -> Result<()> {
         if tries >= max_tries || start.elapsed() > Duration::from_secs(LOGIN_WINDOW_SECS) {
             bail!("could not log in to {target} after {tries} attempts: {last}");
         }
-        let wait = Duration::from_secs((1u64 << tries.min(5)).min(30));
-        std::thread::sleep(wait);
+        let window = Duration::from_secs(LOGIN_WINDOW_SECS);
+        let attempt = u32::try_from(tries).unwrap_or(u32::MAX);
+        std::thread::sleep(crate::sys::retry::backoff(
+            attempt,
+            window.saturating_sub(start.elapsed()),
+        ));
     }
 }
 

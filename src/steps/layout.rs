@@ -4,9 +4,9 @@
 //! labels exist and the arrays are only assembled (degraded if need be).
 
 use crate::cli::LayoutArgs;
-use crate::steps::cmd::{run as sh, run_ok, run_s, settle};
-use crate::steps::disks::{layout_present, part_dev, select_logged};
-use crate::steps::notify;
+use crate::sys::cmd::{run as sh, run_ok, run_s, settle};
+use crate::sys::disks::{layout_present, part_dev, select_logged};
+use crate::sys::notify;
 use anyhow::{bail, Result};
 use tracing::info;
 
@@ -16,7 +16,7 @@ pub const VG: &str = "metalvg0";
 pub fn run(a: LayoutArgs) -> Result<()> {
     let d = &a.disks;
     notify::status("looking for an existing layout");
-    crate::steps::disks::wait_settled(d)?;
+    crate::sys::disks::wait_settled(d)?;
     if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
         run_ok(&["lvm", "vgchange", "--activate", "y", VG]);
         settle();
@@ -26,7 +26,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let level = a.md_level.as_str();
+    let level = a.md_level.as_mdadm();
     let all = select_logged(d)?;
     let chosen: Vec<_> = all.into_iter().take(d.disks as usize).collect();
     let need = (BOOT_MIB << 20) + ((a.sqfs_size_gb + a.oval_size_gb + a.aux_size_gb) << 30);
@@ -128,7 +128,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     settle();
     // Wait for udev to publish the new labels; the next steps look them up.
     for label in [&d.sqfs_label, &d.oval_label] {
-        crate::steps::mounts::wait_for(&format!("/dev/disk/by-label/{label}"), 30)?;
+        crate::sys::mounts::wait_for(&crate::sys::udev::by_label(label), 30)?;
     }
     info!(
         "layout created: md arrays BOOT, SQFS, ROOT{}",

@@ -29,19 +29,18 @@ pub fn run(a: PlanArgs) -> Result<()> {
 
 /// What the plan's disk steps would do to each disk of this machine.
 fn disk_report(p: &crate::plan::Plan) -> Result<String> {
-    use crate::cli::{Cli, Cmd};
-    use clap::Parser;
+    use crate::cli::Cmd;
     use std::fmt::Write;
     let mut out = String::from("\ndisks on this machine:\n");
     let mut wipes = false;
     let mut disk_args = None;
     for st in &p.steps {
-        match Cli::try_parse_from(&st.argv).map(|c| c.cmd) {
-            Ok(Cmd::Wipe(w)) => {
+        match &st.cmd {
+            Cmd::Wipe(w) => {
                 wipes = true;
-                disk_args = Some(w.disks);
+                disk_args = Some(w.disks.clone());
             }
-            Ok(Cmd::Layout(l)) => disk_args = Some(l.disks),
+            Cmd::Layout(l) => disk_args = Some(l.disks.clone()),
             _ => {}
         }
     }
@@ -49,10 +48,10 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
         out.push_str("  the plan touches no local disk\n");
         return Ok(out);
     };
-    let by_label = d.sysroot_prefix.join("dev/disk/by-label");
-    let labels_present = [&d.sqfs_label, &d.oval_label]
-        .iter()
-        .all(|l| by_label.join(l).exists());
+    let labels_present = [&d.sqfs_label, &d.oval_label].iter().all(|l| {
+        let link = crate::sys::udev::by_label(l);
+        d.sysroot_prefix.join(link.trim_start_matches('/')).exists()
+    });
     if labels_present {
         let _ = writeln!(
             out,
@@ -60,12 +59,12 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
             d.sqfs_label, d.oval_label
         );
     }
-    let all = crate::steps::disks::scan(&d.sysroot_prefix, &d.protect_label)?;
-    let rules = crate::steps::disks::Rules {
+    let all = crate::sys::disks::scan(&d.sysroot_prefix, &d.protect_label)?;
+    let rules = crate::sys::disks::Rules {
         min_size: d.min_disk_size_gib << 30,
         allow: d.allow.clone(),
     };
-    let (ok, verdicts) = crate::steps::disks::choose(&all, &rules);
+    let (ok, verdicts) = crate::sys::disks::choose(&all, &rules);
     let chosen: Vec<&str> = ok
         .iter()
         .take(d.disks as usize)

@@ -17,7 +17,7 @@ const PRIVATE: &str = "/run/systemd/private";
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const WIDTH: usize = 80;
 /// Written by the generator: the plan the units were made from.
-pub const PLAN_FILE: &str = "/run/metalroot/plan.txt";
+use crate::kinds::PLAN_FILE;
 
 /// One unit as systemd sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -267,7 +267,7 @@ pub fn order_by_plan(units: &mut [UnitState], plan: &str) {
 /// start …" line about the unit, which comes last and says nothing new.
 fn last_error(unit: &str) -> Option<String> {
     let matcher = format!("_SYSTEMD_UNIT={unit}");
-    let out = super::cmd::run(&[
+    let out = crate::sys::cmd::run(&[
         "journalctl",
         "-b",
         &matcher,

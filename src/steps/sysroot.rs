@@ -4,9 +4,12 @@
 //! /run/overlayfs, /run/ovlwork pointing at the upper and work directories.
 
 use crate::cli::SysrootArgs;
-use crate::steps::cmd::run as sh;
-use crate::steps::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
-use crate::steps::{loopdev, notify};
+use crate::kinds::{
+    RamMode, Size, Upper, DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
+};
+use crate::sys::cmd::run as sh;
+use crate::sys::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
+use crate::sys::{loopdev, notify};
 use crate::values::DevSpec;
 use anyhow::{bail, Context, Result};
 use nix::mount::MsFlags;
@@ -15,9 +18,8 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use tracing::info;
 
-const LIVE: &str = "/run/initramfs/live";
+const LIVE: &str = crate::kinds::LIVE_MNT;
 const BASE: &str = "/run/rootfsbase";
-const RAM_IMAGE: &str = "/run/initramfs/squashed.img";
 /// Where dracut mounts a squashfs that carries a filesystem image.
 const SQUASHFS: &str = "/run/initramfs/squashfs";
 /// The root filesystem images live media carry inside the squashfs, as
@@ -25,12 +27,6 @@ const SQUASHFS: &str = "/run/initramfs/squashfs";
 const FS_IMAGES: &[&str] = &["LiveOS/rootfs.img", "LiveOS/ext3fs.img"];
 /// dracut's name for the device-mapper snapshot that is the root.
 const LIVE_RW: &str = "live-rw";
-
-fn dev_path(spec: &str) -> Result<String> {
-    Ok(DevSpec::parse("--device", spec)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .dev_path())
-}
 
 fn blkid(dev: &str, tag: &str) -> String {
     sh(&["blkid", "-s", tag, "-o", "value", dev])
@@ -165,7 +161,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     let mut image = match (&a.image_file, &a.live_device) {
         (Some(f), _) => f.clone(),
         (None, Some(spec)) => {
-            let dev = dev_path(spec)?;
+            let dev = spec.dev_path();
             wait_for(&dev, a.device_timeout)?;
             if !is_mountpoint(Path::new(LIVE)) {
                 mount_dev(&dev, Path::new(LIVE), true)?;
@@ -179,8 +175,8 @@ pub fn run(a: SysrootArgs) -> Result<()> {
         image = copy_to_ram(&image)?;
     }
     let sq = open_squashfs(&image)?;
-    match a.ram.as_deref() {
-        Some("copy") => {
+    match a.ram {
+        Some(RamMode::Copy) => {
             mount_base(&sq, Path::new(BASE))?;
             let need = tree_size(Path::new(BASE));
             check_fits("metal.ram=copy", need)?;
@@ -198,7 +194,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
             info!("root copied into a tmpfs ({need} bytes)");
             return Ok(());
         }
-        Some("squashfs") => {
+        Some(RamMode::Squashfs) => {
             mount_base(&sq, &target)?;
             info!("root is the squashfs, read-only");
             return Ok(());
@@ -210,7 +206,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     }
     mount_base(&sq, Path::new(BASE))?;
     if a.no_overlay {
-        crate::steps::mounts::bind(Path::new(BASE), &target)?;
+        crate::sys::mounts::bind(Path::new(BASE), &target)?;
         return Ok(());
     }
 
@@ -218,7 +214,7 @@ pub fn run(a: SysrootArgs) -> Result<()> {
     let mut lowers = vec![BASE.to_string()];
     let (upper, work) = if let Some(spec) = &a.overlay_device {
         persistent_upper(&a, spec, live_id.as_ref(), &mut lowers)?
-    } else if a.upper.as_deref() == Some("zram") {
+    } else if a.upper == Some(Upper::Zram) {
         let m = zram(&a)?;
         dirs(&m.join("upper"), &m.join("work"))?
     } else {
@@ -281,10 +277,10 @@ const OVERLAY_MNT: &str = "/run/initramfs/overlayfs";
 /// `<dir>/overlay-<label>-<uuid>` of the live medium.
 fn overlay_on_device(
     a: &SysrootArgs,
-    spec: &str,
+    spec: &DevSpec,
     live: Option<&(String, String)>,
 ) -> Result<(String, PathBuf)> {
-    let dev = dev_path(spec)?;
+    let dev = spec.dev_path();
     wait_for(&dev, a.device_timeout)?;
     let mnt = Path::new(OVERLAY_MNT);
     if !is_mountpoint(mnt) {
@@ -302,7 +298,11 @@ fn overlay_on_device(
 
 /// The persistent copy-on-write file on `rd.live.overlay`'s device, on a
 /// read-write loop device. An empty (zeroed) file is a new store.
-fn persistent_cow(a: &SysrootArgs, spec: &str, live: Option<&(String, String)>) -> Result<String> {
+fn persistent_cow(
+    a: &SysrootArgs,
+    spec: &DevSpec,
+    live: Option<&(String, String)>,
+) -> Result<String> {
     if a.overlay_readonly {
         bail!(
             "rd.live.overlay.readonly=1 needs OverlayFS, but the image carries a filesystem \
@@ -408,7 +408,7 @@ fn link_run(upper: &Path, work: &Path) -> Result<()> {
 /// beside it; or, when the path is a file, a filesystem image holding both.
 fn persistent_upper(
     a: &SysrootArgs,
-    spec: &str,
+    spec: &DevSpec,
     live: Option<&(String, String)>,
     lowers: &mut Vec<String>,
 ) -> Result<(PathBuf, PathBuf)> {
@@ -460,9 +460,8 @@ fn persistent_upper(
 
 /// A zram device with a filesystem, mounted at /run/initramfs/zram (seed 001).
 fn zram(a: &SysrootArgs) -> Result<PathBuf> {
-    let size = match a.zram_size.as_deref().unwrap_or("50%") {
-        s if s.ends_with('%') => {
-            let pct: u64 = s.trim_end_matches('%').parse().context("--zram-size")?;
+    let size = match a.zram_size.clone().unwrap_or(DEFAULT_ZRAM_SIZE) {
+        Size::PercentOfRam(pct) => {
             let total = fs::read_to_string("/proc/meminfo")
                 .ok()
                 .and_then(|m| {
@@ -473,12 +472,12 @@ fn zram(a: &SysrootArgs) -> Result<PathBuf> {
                 })
                 .unwrap_or(0)
                 * 1024;
-            (total * pct / 100).to_string()
+            (total * u64::from(pct) / 100).to_string()
         }
-        s => s.to_string(),
+        Size::Bytes(b) => b.to_string(),
     };
-    let comp = a.zram_comp.as_deref().unwrap_or("zstd");
-    let fstype = a.zram_fs.as_deref().unwrap_or("xfs");
+    let comp = a.zram_comp.as_deref().unwrap_or(DEFAULT_ZRAM_COMP);
+    let fstype = a.zram_fs.as_deref().unwrap_or(DEFAULT_ZRAM_FS);
     sh(&["modprobe", "zram"]).ok();
     let dev = sh(&["zramctl", "--find", "--size", &size, "--algorithm", comp])?;
     let dev = dev.trim().to_string();
@@ -512,18 +511,18 @@ fn wait_by_path(suffix: &str, secs: u64) -> Result<String> {
 }
 
 /// Seed 001: read-only lower devices for / and /var, upper on zram or tmpfs.
-fn lower_devices(a: &SysrootArgs, lower: &str) -> Result<()> {
-    let upper_root = if a.upper.as_deref() == Some("zram") {
+fn lower_devices(a: &SysrootArgs, lower: &DevSpec) -> Result<()> {
+    let upper_root = if a.upper == Some(Upper::Zram) {
         zram(a)?
     } else {
         tmpfs_overlay(a.tmpfs_size_mib)?.to_path_buf()
     };
-    let mut layers = vec![("root", lower.to_string(), a.target.clone())];
+    let mut layers = vec![("root", lower.clone(), a.target.clone())];
     if let Some(v) = &a.var_lower_device {
         layers.push(("var", v.clone(), a.target.join("var")));
     }
     for (name, spec, at) in layers {
-        let dev = dev_path(&spec)?;
+        let dev = spec.dev_path();
         wait_for(&dev, a.device_timeout)?;
         let low = PathBuf::from(format!("/run/initramfs/lower/{name}"));
         mount_dev(&dev, &low, true)?;

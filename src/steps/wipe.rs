@@ -3,9 +3,9 @@
 //! arrays, zero their members' superblocks, wipefs every disk, partprobe.
 
 use crate::cli::WipeArgs;
-use crate::steps::cmd::{run as sh, run_ok, settle};
-use crate::steps::disks::{disks_under, layout_present, select_logged};
-use crate::steps::notify;
+use crate::sys::cmd::{run as sh, run_ok, settle};
+use crate::sys::disks::{disks_under, layout_present, select_logged};
+use crate::sys::notify;
 use anyhow::Result;
 use std::fs;
 use tracing::{info, warn};
@@ -14,7 +14,7 @@ const DOC: &str = "https://github.com/Cray-HPE/dracut-metal-mdsquash";
 
 pub fn run(a: WipeArgs) -> Result<()> {
     let d = &a.disks;
-    crate::steps::disks::wait_settled(d)?;
+    crate::sys::disks::wait_settled(d)?;
     if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
         info!(
             "found LABEL={} and LABEL={}: an existing layout, nothing is wiped",
@@ -81,7 +81,7 @@ pub fn run(a: WipeArgs) -> Result<()> {
         }
     }
     for disk in &disks {
-        for p in crate::steps::disks::partitions(&d.sysroot_prefix, &disk.name) {
+        for p in crate::sys::disks::partitions(&d.sysroot_prefix, &disk.name) {
             sh(&["wipefs", "--all", "--force", &format!("/dev/{p}")])?;
         }
         sh(&["wipefs", "--all", "--force", &disk.dev()])?;

@@ -256,7 +256,7 @@ _timings_journal_txt() {
         }
         function short(u) { sub(/^metalroot-/, "", u); sub(/\.service$/, "", u); return u }
         # A description with no unit to map it to: the step named by its
-        # words (these mirror the descriptions in src/plan.rs).
+        # words (these mirror the descriptions in src/plan/).
         function guess(x) {
             if (x ~ /wipe local disks/) return "wipe"
             if (x ~ /local RAID layout/) return "layout"

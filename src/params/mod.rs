@@ -8,64 +8,17 @@
 use crate::cmdline::Arg;
 use crate::error::ParamError;
 use crate::iscsi_spec::{self, Chap, IscsiTarget};
-use crate::values::{boolean, number, required, DevSpec, Size, Source};
+mod table;
+
+pub use crate::kinds::{DiskId, MdLevel, RamMode, Upper};
+use crate::kinds::{
+    Size, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
+    DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE,
+};
+use crate::values::{number, required, DevSpec, Source};
 use serde::Serialize;
-
-/// `metal.md-level`: what mdadm accepts as `--level`, normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MdLevel {
-    Linear,
-    Raid0,
-    Raid1,
-    Raid4,
-    Raid5,
-    Raid6,
-    Raid10,
-}
-
-impl MdLevel {
-    fn parse(param: &str, v: Option<&str>) -> Result<MdLevel, ParamError> {
-        let v = required(param, v)?;
-        Ok(match v.to_ascii_lowercase().as_str() {
-            "linear" => MdLevel::Linear,
-            "stripe" | "raid0" | "0" => MdLevel::Raid0,
-            "mirror" | "raid1" | "1" => MdLevel::Raid1,
-            "raid4" | "4" => MdLevel::Raid4,
-            "raid5" | "5" => MdLevel::Raid5,
-            "raid6" | "6" => MdLevel::Raid6,
-            "raid10" | "10" => MdLevel::Raid10,
-            _ => {
-                return Err(ParamError::new(
-                    param,
-                    v,
-                    "unknown md level; use mirror, stripe, linear, raid0, raid1, raid4, raid5, raid6 or raid10",
-                ))
-            }
-        })
-    }
-
-    /// The fewest members mdadm accepts for the level.
-    pub fn min_disks(self) -> u64 {
-        match self {
-            MdLevel::Linear | MdLevel::Raid0 | MdLevel::Raid1 => 1,
-            MdLevel::Raid4 | MdLevel::Raid5 | MdLevel::Raid10 => 2,
-            MdLevel::Raid6 => 4,
-        }
-    }
-
-    pub fn as_mdadm(self) -> &'static str {
-        match self {
-            MdLevel::Linear => "linear",
-            MdLevel::Raid0 => "raid0",
-            MdLevel::Raid1 => "raid1",
-            MdLevel::Raid4 => "raid4",
-            MdLevel::Raid5 => "raid5",
-            MdLevel::Raid6 => "raid6",
-            MdLevel::Raid10 => "raid10",
-        }
-    }
-}
+use table::Parsing;
+pub use table::{names, Asks, Param, PARAMS};
 
 /// `root=`: a live image (ours) or anything else (systemd's own handling).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,34 +44,6 @@ pub enum OverlayDev {
         device: DevSpec,
         path: Option<String>,
     },
-}
-
-/// `metal.ram=`: the three boot-to-RAM modes of seed 002.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RamMode {
-    /// Copy the image's tree into a tmpfs root.
-    Copy,
-    /// Mount the squashfs read-only as the root.
-    Squashfs,
-    /// The squashfs in RAM under a tmpfs overlay.
-    Overlay,
-}
-
-/// `metal.overlay=`: a non-persistent upper layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Upper {
-    Tmpfs,
-    Zram,
-}
-
-/// An entry of `metal.disk-allow=`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "by", content = "value", rename_all = "lowercase")]
-pub enum DiskId {
-    Serial(String),
-    Wwn(String),
 }
 
 /// `metal.luks.key=`.
@@ -222,13 +147,13 @@ impl Default for Config {
             aux_md_size_gb: 150,
             root: None,
             live_image: false,
-            live_dir: "LiveOS".into(),
-            squashimg: "squashfs.img".into(),
+            live_dir: DEFAULT_LIVE_DIR.into(),
+            squashimg: DEFAULT_SQUASHIMG.into(),
             overlay: None,
             overlayfs: false,
             overlay_reset: false,
             overlay_readonly: false,
-            overlay_size_mib: 32768,
+            overlay_size_mib: DEFAULT_OVERLAY_SIZE_MIB,
             live_ram: false,
             netroots: Vec::new(),
             netroot_iscsi: false,
@@ -245,9 +170,9 @@ impl Default for Config {
             ca_file: None,
             ram: None,
             upper: None,
-            zram_size: Size::PercentOfRam(50),
-            zram_comp: "zstd".into(),
-            zram_fs: "xfs".into(),
+            zram_size: DEFAULT_ZRAM_SIZE,
+            zram_comp: DEFAULT_ZRAM_COMP.into(),
+            zram_fs: DEFAULT_ZRAM_FS.into(),
             trap: false,
             disk_allow: Vec::new(),
             dry_run: false,
@@ -259,7 +184,7 @@ impl Default for Config {
             lvm: false,
             lower: None,
             lower_var: None,
-            fetch_timeout: 1800,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             ignored: Vec::new(),
         }
     }
@@ -269,46 +194,25 @@ impl Default for Config {
 /// generator writes nothing, so metalroot can sit in any initrd harmlessly.
 pub fn requested(args: &[Arg]) -> bool {
     args.iter().any(|a| {
-        let v = a.value.as_deref().unwrap_or("");
+        // Any metal.* word, unknown ones too: they are refused, not ignored.
         a.key.starts_with("metal.")
-            || (a.key == "root" && (v.starts_with("live:") || v.starts_with("iscsi:")))
-            || (a.key == "netroot" && v.starts_with("iscsi"))
-            || (matches!(
-                a.key.as_str(),
-                "rd.iscsi.firmware" | "iscsi_firmware" | "rd.iscsi.ibft"
-            ) && boolean(&a.key, a.value.as_deref()).unwrap_or(true))
-            || a.key == "rd.iscsi.target.name"
-            || a.key == "iscsi_target_name"
-            || (a.key == "ip" && v == "ibft")
+            || match table::find(&a.key).map(|p| p.asks) {
+                Some(Asks::Always) => true,
+                Some(Asks::When(f)) => f(a.value.as_deref()),
+                Some(Asks::No) | None => false,
+            }
     })
 }
 
 /// Parameters whose values are secrets: never shown in errors or plans.
-const SECRET_KEYS: &[&str] = &[
-    "rd.iscsi.password",
-    "rd.iscsi.in.password",
-    "iscsi_password",
-    "iscsi_in_password",
-    "metal.iscsi.discovery.password",
-    "metal.iscsi.discovery.in.password",
-];
-
 pub fn is_secret_key(key: &str) -> bool {
-    SECRET_KEYS.contains(&key)
+    table::find(key).is_some_and(|p| p.secret)
 }
 
 /// Parameters that may be given several times; the command line replaces
 /// (not extends) the site config's list.
-const LIST_KEYS: &[&str] = &[
-    "metal.server",
-    "netroot",
-    "rd.iscsi.param",
-    "metal.disk-allow",
-    "metal.iscsi.discovery",
-];
-
 pub fn is_list_key(key: &str) -> bool {
-    LIST_KEYS.contains(&key)
+    table::find(key).is_some_and(|p| p.list.is_some())
 }
 
 /// Which layer a word came from: the site config file or the command line.
@@ -359,277 +263,44 @@ impl ChapParts {
 impl Config {
     /// Parses site defaults, then the command line on top of them.
     pub fn parse(site: &[Arg], cmdline: &[Arg]) -> Result<Config, ParamError> {
-        let mut c = Config::default();
-        let mut chap = ChapParts::default();
-        let mut disco = ChapParts::default();
+        let mut p = Parsing {
+            c: Config::default(),
+            chap: ChapParts::default(),
+            disco: ChapParts::default(),
+        };
         let mut cleared: Vec<&str> = Vec::new();
         for (layer, args) in [(Layer::Site, site), (Layer::Cmdline, cmdline)] {
             for a in args {
-                if layer == Layer::Cmdline {
-                    if let Some(k) = LIST_KEYS.iter().find(|k| **k == a.key) {
-                        if !cleared.contains(k) {
-                            cleared.push(k);
-                            c.clear_list(k);
-                        }
-                    }
-                }
-                c.apply(a, &mut chap, &mut disco)?;
-            }
-        }
-        c.iscsi_chap = chap.build("rd.iscsi")?;
-        c.discovery_chap = disco.build("metal.iscsi.discovery")?;
-        Ok(c)
-    }
-
-    fn clear_list(&mut self, key: &str) {
-        match key {
-            "metal.server" => self.servers.clear(),
-            "netroot" => self.netroots.clear(),
-            "rd.iscsi.param" => self.iscsi_params.clear(),
-            "metal.disk-allow" => self.disk_allow.clear(),
-            "metal.iscsi.discovery" => self.iscsi_discovery.clear(),
-            _ => {}
-        }
-    }
-
-    fn apply(
-        &mut self,
-        a: &Arg,
-        chap: &mut ChapParts,
-        disco: &mut ChapParts,
-    ) -> Result<(), ParamError> {
-        let k = a.key.as_str();
-        let v = a.value.as_deref();
-        let secret = |v: Option<&str>| -> Result<String, ParamError> {
-            match v {
-                Some(s) if !s.is_empty() => Ok(s.to_string()),
-                _ => Err(ParamError::secret(k, "a value is required")),
-            }
-        };
-        let text = |v: Option<&str>| -> Result<String, ParamError> {
-            let s = required(k, v)?;
-            if s.chars().any(|c| c.is_control()) {
-                return Err(ParamError::new(k, s, "holds a control character"));
-            }
-            Ok(s.to_string())
-        };
-        match k {
-            // seed 000
-            "metal.server" => self.servers.push(Source::parse(k, v)?),
-            "metal.debug" => self.debug = boolean(k, v)?,
-            "metal.disks" => self.disks = number(k, v, 1, 64)?,
-            "metal.md-level" => self.md_level = MdLevel::parse(k, v)?,
-            "metal.no-wipe" => self.no_wipe = boolean(k, v)?,
-            "metal.wipe-delay" => self.wipe_delay = number(k, v, 2, 60)?,
-            "metal.min-disk-size" => self.min_disk_size_gib = number(k, v, 1, 1 << 20)?,
-            "metal.ipv4" => self.ipv4 = boolean(k, v)?,
-            "metal.sqfs-md-size" => self.sqfs_md_size_gb = number(k, v, 25, 100)?,
-            "metal.oval-md-size" => self.oval_md_size_gb = number(k, v, 25, 200)?,
-            "metal.aux-md-size" => self.aux_md_size_gb = number(k, v, 0, 200)?,
-            // dracut live
-            "root" => self.root = Some(parse_root(k, v)?),
-            "rd.live.image" | "liveimg" => self.live_image = boolean(k, v)?,
-            "rd.live.dir" | "live_dir" => self.live_dir = path_component(k, v)?,
-            "rd.live.squashimg" => self.squashimg = path_component(k, v)?,
-            // dracut-ng's rd.overlay is also the boolean that replaced
-            // rd.live.overlay.overlayfs.
-            "rd.overlay" if v.is_none() || boolean(k, v).is_ok() => self.overlayfs = boolean(k, v)?,
-            "rd.live.overlay" | "rd.overlay" | "overlay" => {
-                self.overlay = Some(parse_overlay(k, v)?)
-            }
-            "rd.live.overlay.overlayfs" | "rd.overlayfs" => self.overlayfs = boolean(k, v)?,
-            "rd.live.overlay.reset" | "rd.overlay.reset" | "reset_overlay" => {
-                self.overlay_reset = boolean(k, v)?
-            }
-            "rd.live.overlay.readonly" | "rd.overlay.readonly" | "readonly_overlay" => {
-                self.overlay_readonly = boolean(k, v)?
-            }
-            "rd.live.overlay.size" | "rd.overlay.size" => {
-                self.overlay_size_mib = number(k, v, 1, 1 << 30)?
-            }
-            "rd.live.ram" | "live_ram" => self.live_ram = boolean(k, v)?,
-            "rd.live.overlay.thin" | "rd.writable.fsimg" if boolean(k, v)? => {
-                self.ignored.push(format!(
-                    "{k}: ignored, metalroot always uses an OverlayFS overlay"
-                ));
-            }
-            "rd.live.check" if boolean(k, v)? => {
-                self.ignored.push(format!(
-                    "{k}: ignored, the image is verified by SHA-256 instead"
-                ));
-            }
-            "rd.live.overlay.thin" | "rd.live.check" | "rd.writable.fsimg" => {}
-            // dracut iSCSI
-            "netroot" => match v {
-                Some("iscsi") => self.netroot_iscsi = true,
-                Some(s) if s.starts_with("iscsi:") => {
-                    self.netroot_iscsi = true;
-                    self.netroots
-                        .push(iscsi_spec::parse(k, &s["iscsi:".len()..])?);
-                }
-                // netroot=nfs:… and friends belong to other modules.
-                _ => {}
-            },
-            "rd.iscsi.initiator" | "iscsi_initiator" => {
-                self.iscsi_initiator = Some(iscsi_name(k, v)?)
-            }
-            "rd.iscsi.target.name" | "iscsi_target_name" => {
-                self.iscsi_manual.target_name = Some(iscsi_name(k, v)?)
-            }
-            "rd.iscsi.target.ip" | "iscsi_target_ip" => {
-                self.iscsi_manual.target_ip = Some(host(k, v)?)
-            }
-            "rd.iscsi.target.port" | "iscsi_target_port" => {
-                self.iscsi_manual.target_port = Some(number(k, v, 1, 65535)? as u16)
-            }
-            "rd.iscsi.target.group" | "iscsi_target_group" => {
-                self.iscsi_manual.target_group = Some(number(k, v, 0, u32::MAX as u64)? as u32)
-            }
-            "rd.iscsi.username" | "iscsi_username" => chap.user = Some(text(v)?),
-            "rd.iscsi.password" | "iscsi_password" => chap.pass = Some(secret(v)?),
-            "rd.iscsi.in.username" | "iscsi_in_username" => chap.user_in = Some(text(v)?),
-            "rd.iscsi.in.password" | "iscsi_in_password" => chap.pass_in = Some(secret(v)?),
-            "rd.iscsi.firmware" | "iscsi_firmware" => self.iscsi_firmware = boolean(k, v)?,
-            "rd.iscsi.login_retry_max" => {
-                self.iscsi_login_retry_max = Some(number(k, v, 0, 10000)?)
-            }
-            "rd.iscsi.param" => {
-                let p = text(v)?;
-                if !p.contains('=') || p.contains(' ') {
-                    return Err(ParamError::new(k, &p, "expected NAME=VALUE"));
-                }
-                if p.to_ascii_lowercase().contains("password") {
-                    return Err(ParamError::secret(
-                        k,
-                        "passwords may not be passed as rd.iscsi.param; use rd.iscsi.password",
-                    ));
-                }
-                self.iscsi_params.push(p)
-            }
-            "rd.iscsi.ibft" => self.iscsi_ibft = boolean(k, v)?,
-            "rd.iscsi.mp" | "rd.iscsi.testroute" => {
-                boolean(k, v)?;
-                self.ignored
-                    .push(format!("{k}: ignored, not needed by metalroot"));
-            }
-            "rd.iscsi.waitnet" => self.iscsi_waitnet = boolean(k, v)?,
-            "ip" if v == Some("ibft") => self.iscsi_ibft = true,
-            // rd.multipath=default turns it on, a false boolean off.
-            "rd.multipath" => {
-                self.multipath = !matches!(
-                    v.map(str::to_ascii_lowercase).as_deref(),
-                    Some("0" | "no" | "n" | "off" | "false")
-                )
-            }
-            // metalroot's own
-            "metal.sha256" => {
-                let s = required(k, v)?.to_ascii_lowercase();
-                if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(ParamError::new(k, &s, "expected 64 hexadecimal digits"));
-                }
-                self.sha256 = Some(s)
-            }
-            "metal.ca" => {
-                let p = text(v)?;
-                if !p.starts_with('/') {
-                    return Err(ParamError::new(k, &p, "expected an absolute path"));
-                }
-                self.ca_file = Some(p)
-            }
-            "metal.ram" => {
-                self.ram = Some(match required(k, v)? {
-                    "copy" => RamMode::Copy,
-                    "squashfs" => RamMode::Squashfs,
-                    "overlay" => RamMode::Overlay,
-                    other => {
+                let k = a.key.as_str();
+                let v = a.value.as_deref();
+                let Some(param) = table::find(k) else {
+                    if k.starts_with("metal.") {
+                        // A typo such as metal.no_wipe must not silently mean "wipe".
+                        let shown = if k.contains("password") {
+                            "<redacted>"
+                        } else {
+                            v.unwrap_or("")
+                        };
                         return Err(ParamError::new(
                             k,
-                            other,
-                            "expected copy, squashfs or overlay",
-                        ))
+                            shown,
+                            "unknown metal.* parameter (see docs/cmdline.md)",
+                        ));
                     }
-                })
-            }
-            "metal.overlay" => {
-                self.upper = Some(match required(k, v)? {
-                    "tmpfs" => Upper::Tmpfs,
-                    "zram" => Upper::Zram,
-                    other => return Err(ParamError::new(k, other, "expected tmpfs or zram")),
-                })
-            }
-            "metal.zram-size" => self.zram_size = Size::parse(k, v)?,
-            "metal.zram-comp" => self.zram_comp = word(k, v)?,
-            "metal.zram-fs" => {
-                self.zram_fs = match required(k, v)? {
-                    f @ ("xfs" | "ext4") => f.to_string(),
-                    other => return Err(ParamError::new(k, other, "expected xfs or ext4")),
-                }
-            }
-            "metal.trap" => self.trap = boolean(k, v)?,
-            "metal.disk-allow" => {
-                for item in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
-                    let id = match item.split_once(':') {
-                        Some(("serial", s)) if !s.is_empty() => DiskId::Serial(s.to_string()),
-                        Some(("wwn", s)) if !s.is_empty() => DiskId::Wwn(s.to_ascii_lowercase()),
-                        _ => {
-                            return Err(ParamError::new(
-                                k,
-                                item,
-                                "expected serial:<serial> or wwn:<wwn>",
-                            ))
-                        }
-                    };
-                    self.disk_allow.push(id);
-                }
-            }
-            "metal.dry-run" => self.dry_run = boolean(k, v)?,
-            "metal.iscsi.discovery" => {
-                let p = required(k, v)?;
-                self.iscsi_discovery.push(portal(k, p)?)
-            }
-            "metal.iscsi.discovery.username" => disco.user = Some(text(v)?),
-            "metal.iscsi.discovery.password" => disco.pass = Some(secret(v)?),
-            "metal.iscsi.discovery.in.username" => disco.user_in = Some(text(v)?),
-            "metal.iscsi.discovery.in.password" => disco.pass_in = Some(secret(v)?),
-            "metal.luks" => self.luks = Some(DevSpec::parse(k, required(k, v)?)?),
-            "metal.luks.name" => self.luks_name = word(k, v)?,
-            "metal.luks.key" => {
-                let s = required(k, v)?;
-                self.luks_key = Some(if let Some(name) = s.strip_prefix("cred:") {
-                    if name.is_empty() || name.contains('/') {
-                        return Err(ParamError::new(k, s, "expected cred:<credential name>"));
-                    }
-                    LuksKey::Credential(name.to_string())
-                } else if s.starts_with("https://") {
-                    LuksKey::Url(s.to_string())
-                } else {
-                    return Err(ParamError::new(
-                        k,
-                        &crate::values::redact_url(s),
-                        "expected cred:<name> or an https:// URL (the key never goes on the command line)",
-                    ));
-                })
-            }
-            "metal.lvm" => self.lvm = boolean(k, v)?,
-            "metal.lower" => self.lower = Some(DevSpec::parse(k, required(k, v)?)?),
-            "metal.lower.var" => self.lower_var = Some(DevSpec::parse(k, required(k, v)?)?),
-            "metal.fetch-timeout" => self.fetch_timeout = number(k, v, 10, 86400)?,
-            _ if k.starts_with("metal.") => {
-                // A typo such as metal.no_wipe must not silently mean "wipe".
-                let shown = if k.contains("password") {
-                    "<redacted>"
-                } else {
-                    v.unwrap_or("")
+                    continue;
                 };
-                return Err(ParamError::new(
-                    k,
-                    shown,
-                    "unknown metal.* parameter (see docs/cmdline.md)",
-                ));
+                if let (Layer::Cmdline, Some(clear)) = (layer, param.list) {
+                    if !cleared.contains(&param.names[0]) {
+                        cleared.push(param.names[0]);
+                        clear(&mut p.c);
+                    }
+                }
+                param.apply.run(&mut p, k, v)?;
             }
-            _ => {}
         }
-        Ok(())
+        p.c.iscsi_chap = p.chap.build("rd.iscsi")?;
+        p.c.discovery_chap = p.disco.build("metal.iscsi.discovery")?;
+        Ok(p.c)
     }
 }
 
@@ -693,6 +364,17 @@ fn parse_overlay(k: &str, v: Option<&str>) -> Result<OverlayDev, ParamError> {
         }
     };
     Ok(OverlayDev::Device { device, path })
+}
+
+fn md_level(param: &str, v: Option<&str>) -> Result<MdLevel, ParamError> {
+    let v = required(param, v)?;
+    MdLevel::from_cmdline(v).ok_or_else(|| {
+        ParamError::new(
+            param,
+            v,
+            "unknown md level; use mirror, stripe, linear, raid0, raid1, raid4, raid5, raid6 or raid10",
+        )
+    })
 }
 
 /// One path component (no '/', no '..').

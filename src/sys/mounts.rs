@@ -1,6 +1,6 @@
 //! Mounting with `nix`, read-only loop devices, and waiting for udev.
 
-use crate::steps::cmd::run;
+use crate::sys::cmd::run;
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
 use std::fs;
@@ -16,7 +16,7 @@ pub fn wait_for(path: &str, secs: u64) -> Result<()> {
             bail!("{path} did not appear within {secs} s");
         }
         if !logged && start.elapsed() > Duration::from_secs(2) {
-            crate::steps::notify::status(&format!("waiting for {path}"));
+            crate::sys::notify::status(&format!("waiting for {path}"));
             tracing::info!("waiting up to {secs} s for {path}");
             logged = true;
         }
@@ -67,7 +67,7 @@ pub fn mount_dev(dev: &str, target: &Path, read_only: bool) -> Result<()> {
 
 /// Attaches a file to a read-only loop device, returns /dev/loopN.
 pub fn loop_attach(file: &Path) -> Result<String> {
-    crate::steps::loopdev::attach(file, true)
+    crate::sys::loopdev::attach(file, true)
 }
 
 pub fn bind(src: &Path, target: &Path) -> Result<()> {

@@ -85,7 +85,7 @@ pub fn attach(file: &Path, read_only: bool) -> Result<String> {
         .with_context(|| format!("opening {}", file.display()))?;
     if !Path::new(LOOP_CONTROL).exists() {
         // Without kmod's static nodes, the node comes with the module.
-        crate::steps::cmd::run_ok(&["modprobe", "loop"]);
+        crate::sys::cmd::run_ok(&["modprobe", "loop"]);
     }
     let ctl = open_node(LOOP_CONTROL, false)?;
     // Another process may take the free device first: ask again.

@@ -1,6 +1,8 @@
 //! Finding the local disks metalroot may touch, by scanning sysfs, and the
 //! rules that choose among them. Every disk gets a logged reason.
 
+use crate::kinds::DiskId;
+use crate::sys::udev::by_label;
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ impl Disk {
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub min_size: u64,
-    pub allow: Vec<String>,
+    pub allow: Vec<DiskId>,
 }
 
 /// Why a disk is (not) eligible; `None` means eligible.
@@ -69,10 +71,9 @@ pub fn refusal(d: &Disk, r: &Rules) -> Option<String> {
         ));
     }
     if !r.allow.is_empty() {
-        let ok = r.allow.iter().any(|a| match a.split_once(':') {
-            Some(("serial", s)) => !d.serial.is_empty() && d.serial == s,
-            Some(("wwn", w)) => !d.wwn.is_empty() && norm_wwn(&d.wwn) == norm_wwn(w),
-            _ => false,
+        let ok = r.allow.iter().any(|a| match a {
+            DiskId::Serial(s) => !d.serial.is_empty() && d.serial == *s,
+            DiskId::Wwn(w) => !d.wwn.is_empty() && norm_wwn(&d.wwn) == norm_wwn(w),
         });
         if !ok {
             return Some(format!(
@@ -133,7 +134,7 @@ pub fn scan(prefix: &Path, protect: &[String]) -> Result<Vec<Disk>> {
     let block = prefix.join("sys/block");
     let mut protected: Vec<(String, String)> = Vec::new();
     for label in protect {
-        let link = prefix.join("dev/disk/by-label").join(label);
+        let link = prefix.join(by_label(label).trim_start_matches('/'));
         if let Ok(dev) = fs::canonicalize(&link) {
             if let Some(name) = dev.file_name() {
                 for d in disks_under(prefix, &name.to_string_lossy()) {
@@ -277,7 +278,7 @@ pub fn part_dev(disk: &str, n: u32) -> String {
 /// settled with enough eligible ones (or the wait runs out). Must come before
 /// anything looks at the disks, the search for an existing layout included:
 /// right after udev's trigger the disks may not be probed yet.
-pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
+pub fn wait_settled(a: &crate::args::DiskArgs) -> Result<()> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
@@ -286,9 +287,11 @@ pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
     // source that has not shown up yet could otherwise be taken for a blank
     // disk. Without it the fetch would fail anyway, so stop before wiping.
     for label in &a.protect_label {
-        let path = a.sysroot_prefix.join("dev/disk/by-label").join(label);
-        crate::steps::notify::status(&format!("waiting for LABEL={label}, the image source"));
-        crate::steps::mounts::wait_for(&path.to_string_lossy(), DISK_WAIT_SECS).with_context(
+        let path = a
+            .sysroot_prefix
+            .join(by_label(label).trim_start_matches('/'));
+        crate::sys::notify::status(&format!("waiting for LABEL={label}, the image source"));
+        crate::sys::mounts::wait_for(&path.to_string_lossy(), DISK_WAIT_SECS).with_context(
             || format!("the image source LABEL={label} is missing; nothing was wiped or created"),
         )?;
     }
@@ -315,7 +318,7 @@ pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
         {
             return Ok(());
         }
-        crate::steps::notify::status(&format!(
+        crate::sys::notify::status(&format!(
             "waiting for the disks to settle: {} eligible of {} needed",
             ok.len(),
             a.disks
@@ -326,7 +329,7 @@ pub fn wait_settled(a: &crate::cli::DiskArgs) -> Result<()> {
 
 /// Scans (after `wait_settled`), logs every disk's verdict, and checks
 /// there are enough.
-pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
+pub fn select_logged(a: &crate::args::DiskArgs) -> Result<Vec<Disk>> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
@@ -358,14 +361,14 @@ pub fn select_logged(a: &crate::cli::DiskArgs) -> Result<Vec<Disk>> {
 pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
     // md is a module: nothing loads it on a reboot before an array is
     // assembled (boot 1 got it from mdadm --create).
-    crate::steps::cmd::run_ok(&["modprobe", "-a", "md_mod", "raid1", "raid0", "raid10"]);
+    crate::sys::cmd::run_ok(&["modprobe", "-a", "md_mod", "raid1", "raid0", "raid10"]);
     assemble_found_arrays();
-    crate::steps::cmd::settle();
+    crate::sys::cmd::settle();
     start_pending_arrays();
-    crate::steps::cmd::settle();
+    crate::sys::cmd::settle();
     labels
         .iter()
-        .all(|l| prefix.join("dev/disk/by-label").join(l).exists())
+        .all(|l| prefix.join(by_label(l).trim_start_matches('/')).exists())
 }
 
 /// Assembles every array whose members carry an md superblock, whatever
@@ -373,7 +376,7 @@ pub fn layout_present(prefix: &Path, labels: &[&str]) -> bool {
 /// of another host name, such as the initrd's, from assembling), and runs
 /// them even with a member missing.
 fn assemble_found_arrays() {
-    let found = crate::steps::cmd::run(&["mdadm", "--examine", "--scan"]).unwrap_or_default();
+    let found = crate::sys::cmd::run(&["mdadm", "--examine", "--scan"]).unwrap_or_default();
     let arrays: Vec<&str> = found.lines().filter(|l| l.starts_with("ARRAY")).collect();
     if arrays.is_empty() {
         return;
@@ -387,7 +390,7 @@ fn assemble_found_arrays() {
         return;
     }
     tracing::info!("found md arrays: {}", arrays.join("; "));
-    crate::steps::cmd::run_ok(&["mdadm", "--assemble", "--scan", "--run", "--config", path]);
+    crate::sys::cmd::run_ok(&["mdadm", "--assemble", "--scan", "--run", "--config", path]);
 }
 
 /// Starts arrays that assembled but did not run (a member missing: PENDING
@@ -402,7 +405,7 @@ fn start_pending_arrays() {
         };
         if md.starts_with("md") && (rest.contains("inactive") || rest.contains("PENDING")) {
             tracing::info!("starting array /dev/{md} ({rest})");
-            crate::steps::cmd::run_ok(&["mdadm", "--run", &format!("/dev/{}", md.trim())]);
+            crate::sys::cmd::run_ok(&["mdadm", "--run", &format!("/dev/{}", md.trim())]);
         }
     }
 }
@@ -469,9 +472,9 @@ mod tests {
         let r = Rules {
             min_size: 0,
             allow: vec![
-                "serial:S1".into(),
-                "wwn:0x0025385b71b0e5ab".into(),
-                "wwn:5".into(),
+                "serial:S1".parse().unwrap(),
+                "wwn:0x0025385b71b0e5ab".parse().unwrap(),
+                "wwn:5".parse().unwrap(),
             ],
         };
         let (ok, _) = choose(&[a, b, c], &r);

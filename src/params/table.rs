@@ -1,0 +1,529 @@
+//! The one table of kernel command line parameters: each row names a
+//! parameter (with its aliases), whether it is a list or a secret, whether
+//! it alone asks for metalroot, and how its value lands in `Config`.
+//! `Config::parse`, `requested()`, the list and secret keys, the property
+//! test and the docs check all read this table.
+
+use super::{
+    host, iscsi_name, md_level, parse_overlay, parse_root, path_component, portal, word, ChapParts,
+    Config, LuksKey,
+};
+use crate::error::ParamError;
+use crate::iscsi_spec;
+use crate::kinds::DiskId;
+use crate::redact::redact_url;
+use crate::values::{boolean, number, required, DevSpec, Size, Source};
+use clap::ValueEnum;
+
+/// What a parameter is being parsed into.
+pub(super) struct Parsing {
+    pub c: Config,
+    pub chap: ChapParts,
+    pub disco: ChapParts,
+}
+
+/// A parameter's value lands in `Parsing`; `k` is the spelling used.
+type Custom = fn(&mut Parsing, k: &str, v: Option<&str>) -> Result<(), ParamError>;
+
+/// How a value lands in `Config`: the common kinds by field, others by code.
+pub(super) enum Apply {
+    Bool(fn(&mut Config) -> &mut bool),
+    /// A whole number within the bounds.
+    Number((u64, u64), fn(&mut Config) -> &mut u64),
+    /// Text checked by the parser.
+    Text(
+        fn(&str, Option<&str>) -> Result<String, ParamError>,
+        fn(&mut Config) -> &mut String,
+    ),
+    /// A CHAP user name: text.
+    ChapUser(fn(&mut Parsing) -> &mut Option<String>),
+    /// A CHAP password: never shown, even when it is missing.
+    ChapSecret(fn(&mut Parsing) -> &mut Option<String>),
+    Custom(Custom),
+}
+
+impl Apply {
+    pub(super) fn run(&self, p: &mut Parsing, k: &str, v: Option<&str>) -> Result<(), ParamError> {
+        match self {
+            Apply::Bool(field) => *field(&mut p.c) = boolean(k, v)?,
+            Apply::Number((min, max), field) => *field(&mut p.c) = number(k, v, *min, *max)?,
+            Apply::Text(parse, field) => *field(&mut p.c) = parse(k, v)?,
+            Apply::ChapUser(part) => *part(p) = Some(text(k, v)?),
+            Apply::ChapSecret(part) => *part(p) = Some(secret_value(k, v)?),
+            Apply::Custom(f) => f(p, k, v)?,
+        }
+        Ok(())
+    }
+}
+
+/// Whether the word alone asks for metalroot.
+#[derive(Clone, Copy)]
+pub enum Asks {
+    No,
+    Always,
+    When(fn(Option<&str>) -> bool),
+}
+
+pub struct Param {
+    /// The name first, then its aliases.
+    pub names: &'static [&'static str],
+    /// Given several times it repeats; on the command line it replaces (not
+    /// extends) the site file's list, which this clears.
+    pub list: Option<fn(&mut Config)>,
+    /// Its value is never shown in errors or plans.
+    pub secret: bool,
+    pub asks: Asks,
+    pub(super) apply: Apply,
+}
+
+const fn row(names: &'static [&'static str], asks: Asks, apply: Apply) -> Param {
+    Param {
+        names,
+        list: None,
+        secret: false,
+        asks,
+        apply,
+    }
+}
+
+const fn p(names: &'static [&'static str], asks: Asks, apply: Custom) -> Param {
+    row(names, asks, Apply::Custom(apply))
+}
+
+const fn list(
+    names: &'static [&'static str],
+    asks: Asks,
+    clear: fn(&mut Config),
+    apply: Custom,
+) -> Param {
+    Param {
+        list: Some(clear),
+        ..p(names, asks, apply)
+    }
+}
+
+const fn chap_secret(
+    names: &'static [&'static str],
+    asks: Asks,
+    part: fn(&mut Parsing) -> &mut Option<String>,
+) -> Param {
+    Param {
+        secret: true,
+        ..row(names, asks, Apply::ChapSecret(part))
+    }
+}
+
+use Apply::{Bool, ChapUser, Number, Text};
+use Asks::{Always, No, When};
+
+fn secret_value(k: &str, v: Option<&str>) -> Result<String, ParamError> {
+    match v {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => Err(ParamError::secret(k, "a value is required")),
+    }
+}
+
+fn text(k: &str, v: Option<&str>) -> Result<String, ParamError> {
+    let s = required(k, v)?;
+    if s.chars().any(|c| c.is_control()) {
+        return Err(ParamError::new(k, s, "holds a control character"));
+    }
+    Ok(s.to_string())
+}
+
+/// One of a value type's canonical names, the same the steps' flags take.
+fn choice<T: ValueEnum>(k: &str, v: Option<&str>, why: &str) -> Result<T, ParamError> {
+    let s = required(k, v)?;
+    T::from_str(s, false).map_err(|_| ParamError::new(k, s, why))
+}
+
+fn devspec(k: &str, v: Option<&str>) -> Result<DevSpec, ParamError> {
+    DevSpec::parse(k, required(k, v)?)
+}
+
+/// Accepted, and a note when set to true.
+fn ignored(p: &mut Parsing, k: &str, v: Option<&str>, why: &str) -> Result<(), ParamError> {
+    if boolean(k, v)? {
+        p.c.ignored.push(format!("{k}: ignored, {why}"));
+    }
+    Ok(())
+}
+
+/// A boolean that is true (or not a boolean at all) asks for metalroot.
+fn true_or_odd(v: Option<&str>) -> bool {
+    boolean("", v).unwrap_or(true)
+}
+
+pub static PARAMS: &[Param] = &[
+    // seed 000
+    list(
+        &["metal.server"],
+        Always,
+        |c| c.servers.clear(),
+        |p, k, v| {
+            p.c.servers.push(Source::parse(k, v)?);
+            Ok(())
+        },
+    ),
+    row(&["metal.debug"], Always, Bool(|c| &mut c.debug)),
+    row(&["metal.disks"], Always, Number((1, 64), |c| &mut c.disks)),
+    p(&["metal.md-level"], Always, |p, k, v| {
+        p.c.md_level = md_level(k, v)?;
+        Ok(())
+    }),
+    row(&["metal.no-wipe"], Always, Bool(|c| &mut c.no_wipe)),
+    row(
+        &["metal.wipe-delay"],
+        Always,
+        Number((2, 60), |c| &mut c.wipe_delay),
+    ),
+    row(
+        &["metal.min-disk-size"],
+        Always,
+        Number((1, 1 << 20), |c| &mut c.min_disk_size_gib),
+    ),
+    row(&["metal.ipv4"], Always, Bool(|c| &mut c.ipv4)),
+    row(
+        &["metal.sqfs-md-size"],
+        Always,
+        Number((25, 100), |c| &mut c.sqfs_md_size_gb),
+    ),
+    row(
+        &["metal.oval-md-size"],
+        Always,
+        Number((25, 200), |c| &mut c.oval_md_size_gb),
+    ),
+    row(
+        &["metal.aux-md-size"],
+        Always,
+        Number((0, 200), |c| &mut c.aux_md_size_gb),
+    ),
+    // dracut live
+    p(
+        &["root"],
+        When(|v| v.is_some_and(|v| v.starts_with("live:") || v.starts_with("iscsi:"))),
+        |p, k, v| {
+            p.c.root = Some(parse_root(k, v)?);
+            Ok(())
+        },
+    ),
+    row(
+        &["rd.live.image", "liveimg"],
+        No,
+        Bool(|c| &mut c.live_image),
+    ),
+    row(
+        &["rd.live.dir", "live_dir"],
+        No,
+        Text(path_component, |c| &mut c.live_dir),
+    ),
+    row(
+        &["rd.live.squashimg"],
+        No,
+        Text(path_component, |c| &mut c.squashimg),
+    ),
+    // dracut-ng's rd.overlay is also the boolean that replaced
+    // rd.live.overlay.overlayfs.
+    p(&["rd.overlay"], No, |p, k, v| {
+        if v.is_none() || boolean(k, v).is_ok() {
+            p.c.overlayfs = boolean(k, v)?
+        } else {
+            p.c.overlay = Some(parse_overlay(k, v)?)
+        }
+        Ok(())
+    }),
+    p(&["rd.live.overlay", "overlay"], No, |p, k, v| {
+        p.c.overlay = Some(parse_overlay(k, v)?);
+        Ok(())
+    }),
+    row(
+        &["rd.live.overlay.overlayfs", "rd.overlayfs"],
+        No,
+        Bool(|c| &mut c.overlayfs),
+    ),
+    row(
+        &["rd.live.overlay.reset", "rd.overlay.reset", "reset_overlay"],
+        No,
+        Bool(|c| &mut c.overlay_reset),
+    ),
+    row(
+        &[
+            "rd.live.overlay.readonly",
+            "rd.overlay.readonly",
+            "readonly_overlay",
+        ],
+        No,
+        Bool(|c| &mut c.overlay_readonly),
+    ),
+    row(
+        &["rd.live.overlay.size", "rd.overlay.size"],
+        No,
+        Number((1, 1 << 30), |c| &mut c.overlay_size_mib),
+    ),
+    row(&["rd.live.ram", "live_ram"], No, Bool(|c| &mut c.live_ram)),
+    p(
+        &["rd.live.overlay.thin", "rd.writable.fsimg"],
+        No,
+        |p, k, v| ignored(p, k, v, "metalroot always uses an OverlayFS overlay"),
+    ),
+    p(&["rd.live.check"], No, |p, k, v| {
+        ignored(p, k, v, "the image is verified by SHA-256 instead")
+    }),
+    // dracut iSCSI
+    list(
+        &["netroot"],
+        When(|v| v.is_some_and(|v| v.starts_with("iscsi"))),
+        |c| c.netroots.clear(),
+        |p, k, v| {
+            match v {
+                Some("iscsi") => p.c.netroot_iscsi = true,
+                Some(s) if s.starts_with("iscsi:") => {
+                    p.c.netroot_iscsi = true;
+                    p.c.netroots
+                        .push(iscsi_spec::parse(k, &s["iscsi:".len()..])?);
+                }
+                // netroot=nfs:… and friends belong to other modules.
+                _ => {}
+            }
+            Ok(())
+        },
+    ),
+    p(&["rd.iscsi.initiator", "iscsi_initiator"], No, |p, k, v| {
+        p.c.iscsi_initiator = Some(iscsi_name(k, v)?);
+        Ok(())
+    }),
+    p(
+        &["rd.iscsi.target.name", "iscsi_target_name"],
+        Always,
+        |p, k, v| {
+            p.c.iscsi_manual.target_name = Some(iscsi_name(k, v)?);
+            Ok(())
+        },
+    ),
+    p(&["rd.iscsi.target.ip", "iscsi_target_ip"], No, |p, k, v| {
+        p.c.iscsi_manual.target_ip = Some(host(k, v)?);
+        Ok(())
+    }),
+    p(
+        &["rd.iscsi.target.port", "iscsi_target_port"],
+        No,
+        |p, k, v| {
+            p.c.iscsi_manual.target_port = Some(number(k, v, 1, 65535)? as u16);
+            Ok(())
+        },
+    ),
+    p(
+        &["rd.iscsi.target.group", "iscsi_target_group"],
+        No,
+        |p, k, v| {
+            p.c.iscsi_manual.target_group = Some(number(k, v, 0, u32::MAX as u64)? as u32);
+            Ok(())
+        },
+    ),
+    row(
+        &["rd.iscsi.username", "iscsi_username"],
+        No,
+        ChapUser(|p| &mut p.chap.user),
+    ),
+    chap_secret(&["rd.iscsi.password", "iscsi_password"], No, |p| {
+        &mut p.chap.pass
+    }),
+    row(
+        &["rd.iscsi.in.username", "iscsi_in_username"],
+        No,
+        ChapUser(|p| &mut p.chap.user_in),
+    ),
+    chap_secret(&["rd.iscsi.in.password", "iscsi_in_password"], No, |p| {
+        &mut p.chap.pass_in
+    }),
+    p(
+        &["rd.iscsi.firmware", "iscsi_firmware"],
+        When(true_or_odd),
+        |p, k, v| {
+            p.c.iscsi_firmware = boolean(k, v)?;
+            Ok(())
+        },
+    ),
+    p(&["rd.iscsi.login_retry_max"], No, |p, k, v| {
+        p.c.iscsi_login_retry_max = Some(number(k, v, 0, 10000)?);
+        Ok(())
+    }),
+    list(
+        &["rd.iscsi.param"],
+        No,
+        |c| c.iscsi_params.clear(),
+        |p, k, v| {
+            let s = text(k, v)?;
+            if !s.contains('=') || s.contains(' ') {
+                return Err(ParamError::new(k, &s, "expected NAME=VALUE"));
+            }
+            if s.to_ascii_lowercase().contains("password") {
+                return Err(ParamError::secret(
+                    k,
+                    "passwords may not be passed as rd.iscsi.param; use rd.iscsi.password",
+                ));
+            }
+            p.c.iscsi_params.push(s);
+            Ok(())
+        },
+    ),
+    p(&["rd.iscsi.ibft"], When(true_or_odd), |p, k, v| {
+        p.c.iscsi_ibft = boolean(k, v)?;
+        Ok(())
+    }),
+    p(&["rd.iscsi.mp", "rd.iscsi.testroute"], No, |p, k, v| {
+        boolean(k, v)?;
+        p.c.ignored
+            .push(format!("{k}: ignored, not needed by metalroot"));
+        Ok(())
+    }),
+    row(&["rd.iscsi.waitnet"], No, Bool(|c| &mut c.iscsi_waitnet)),
+    // Every other ip= value belongs to the network module.
+    p(&["ip"], When(|v| v == Some("ibft")), |p, _, v| {
+        if v == Some("ibft") {
+            p.c.iscsi_ibft = true
+        }
+        Ok(())
+    }),
+    // rd.multipath=default turns it on, a false boolean off.
+    p(&["rd.multipath"], No, |p, _, v| {
+        p.c.multipath = !matches!(
+            v.map(str::to_ascii_lowercase).as_deref(),
+            Some("0" | "no" | "n" | "off" | "false")
+        );
+        Ok(())
+    }),
+    // metalroot's own
+    p(&["metal.sha256"], Always, |p, k, v| {
+        let s = required(k, v)?.to_ascii_lowercase();
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ParamError::new(k, &s, "expected 64 hexadecimal digits"));
+        }
+        p.c.sha256 = Some(s);
+        Ok(())
+    }),
+    p(&["metal.ca"], Always, |p, k, v| {
+        let s = text(k, v)?;
+        if !s.starts_with('/') {
+            return Err(ParamError::new(k, &s, "expected an absolute path"));
+        }
+        p.c.ca_file = Some(s);
+        Ok(())
+    }),
+    p(&["metal.ram"], Always, |p, k, v| {
+        p.c.ram = Some(choice(k, v, "expected copy, squashfs or overlay")?);
+        Ok(())
+    }),
+    p(&["metal.overlay"], Always, |p, k, v| {
+        p.c.upper = Some(choice(k, v, "expected tmpfs or zram")?);
+        Ok(())
+    }),
+    p(&["metal.zram-size"], Always, |p, k, v| {
+        p.c.zram_size = Size::parse(k, v)?;
+        Ok(())
+    }),
+    row(
+        &["metal.zram-comp"],
+        Always,
+        Text(word, |c| &mut c.zram_comp),
+    ),
+    p(&["metal.zram-fs"], Always, |p, k, v| {
+        p.c.zram_fs = match required(k, v)? {
+            f @ ("xfs" | "ext4") => f.to_string(),
+            other => return Err(ParamError::new(k, other, "expected xfs or ext4")),
+        };
+        Ok(())
+    }),
+    row(&["metal.trap"], Always, Bool(|c| &mut c.trap)),
+    list(
+        &["metal.disk-allow"],
+        Always,
+        |c| c.disk_allow.clear(),
+        |p, k, v| {
+            for item in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
+                let id = item
+                    .parse::<DiskId>()
+                    .map_err(|why| ParamError::new(k, item, why))?;
+                p.c.disk_allow.push(id);
+            }
+            Ok(())
+        },
+    ),
+    row(&["metal.dry-run"], Always, Bool(|c| &mut c.dry_run)),
+    list(
+        &["metal.iscsi.discovery"],
+        Always,
+        |c| c.iscsi_discovery.clear(),
+        |p, k, v| {
+            p.c.iscsi_discovery.push(portal(k, required(k, v)?)?);
+            Ok(())
+        },
+    ),
+    row(
+        &["metal.iscsi.discovery.username"],
+        Always,
+        ChapUser(|p| &mut p.disco.user),
+    ),
+    chap_secret(&["metal.iscsi.discovery.password"], Always, |p| {
+        &mut p.disco.pass
+    }),
+    row(
+        &["metal.iscsi.discovery.in.username"],
+        Always,
+        ChapUser(|p| &mut p.disco.user_in),
+    ),
+    chap_secret(&["metal.iscsi.discovery.in.password"], Always, |p| {
+        &mut p.disco.pass_in
+    }),
+    p(&["metal.luks"], Always, |p, k, v| {
+        p.c.luks = Some(devspec(k, v)?);
+        Ok(())
+    }),
+    row(
+        &["metal.luks.name"],
+        Always,
+        Text(word, |c| &mut c.luks_name),
+    ),
+    p(&["metal.luks.key"], Always, |p, k, v| {
+        let s = required(k, v)?;
+        p.c.luks_key = Some(if let Some(name) = s.strip_prefix("cred:") {
+            if name.is_empty() || name.contains('/') {
+                return Err(ParamError::new(k, s, "expected cred:<credential name>"));
+            }
+            LuksKey::Credential(name.to_string())
+        } else if s.starts_with("https://") {
+            LuksKey::Url(s.to_string())
+        } else {
+            return Err(ParamError::new(
+                k,
+                &redact_url(s),
+                "expected cred:<name> or an https:// URL (the key never goes on the command line)",
+            ));
+        });
+        Ok(())
+    }),
+    row(&["metal.lvm"], Always, Bool(|c| &mut c.lvm)),
+    p(&["metal.lower"], Always, |p, k, v| {
+        p.c.lower = Some(devspec(k, v)?);
+        Ok(())
+    }),
+    p(&["metal.lower.var"], Always, |p, k, v| {
+        p.c.lower_var = Some(devspec(k, v)?);
+        Ok(())
+    }),
+    row(
+        &["metal.fetch-timeout"],
+        Always,
+        Number((10, 86400), |c| &mut c.fetch_timeout),
+    ),
+];
+
+/// The row of a parameter by any of its names.
+pub fn find(key: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| p.names.contains(&key))
+}
+
+/// Every name and alias, in table order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    PARAMS.iter().flat_map(|p| p.names.iter().copied())
+}

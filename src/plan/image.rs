@@ -1,0 +1,113 @@
+//! The root image: fetched onto the local array, or into RAM.
+
+use super::{s, Net, Secret, Step, LIVE_MNT, RAM_IMAGE, SECRETS_DIR};
+use crate::args::{FetchArgs, SourceKind};
+use crate::cli::Cmd;
+use crate::kinds::ImageSource;
+use crate::params::{Config, Root};
+use crate::values::Source;
+use std::path::PathBuf;
+
+/// Where the image comes from and where it goes.
+pub struct Image {
+    pub sources: Vec<Source>,
+    /// Kept in RAM (metal.ram, or root=live:<url>) rather than on the array.
+    /// rd.live.ram with metal.server is not: the image is cached on
+    /// SQFSRAID for the next boot, then copied to RAM by the sysroot step.
+    pub in_ram: bool,
+}
+
+impl Image {
+    pub fn of(c: &Config) -> Image {
+        let sources = match &c.root {
+            Some(Root::LiveUrl { source }) => vec![source.clone()],
+            _ => c.servers.clone(),
+        };
+        Image {
+            sources,
+            in_ram: c.ram.is_some() || matches!(c.root, Some(Root::LiveUrl { .. })),
+        }
+    }
+
+    pub fn fetched(&self) -> bool {
+        !self.sources.is_empty()
+    }
+}
+
+/// The fetch step, after the layout when the disks are paved. Sources with
+/// a password go to 0600 files, never into argv.
+pub fn plan(c: &Config, image: &Image, paves: bool, secrets: &mut Vec<Secret>) -> Option<Step> {
+    if !image.fetched() {
+        return None;
+    }
+    let mut sources = Vec::new();
+    let mut source_files = Vec::new();
+    let mut order = Vec::new();
+    for (i, src) in image.sources.iter().enumerate() {
+        match src {
+            Source::Http {
+                url,
+                has_password: true,
+            } => {
+                let path = format!("{SECRETS_DIR}/source-{}.url", i + 1);
+                secrets.push(Secret {
+                    path: path.clone(),
+                    contents: url.clone(),
+                });
+                source_files.push(PathBuf::from(path));
+                order.push(SourceKind::File);
+                continue;
+            }
+            Source::Http { url, .. } => sources.push(ImageSource::Url(url.clone())),
+            Source::File { dir, label } => sources.push(ImageSource::Labelled {
+                dir: dir.clone(),
+                label: label.clone(),
+            }),
+        }
+        order.push(SourceKind::Url);
+    }
+    let on_array = !image.in_ram;
+    let args = FetchArgs {
+        sources,
+        source_files,
+        image: c.squashimg.clone(),
+        exact_url: matches!(c.root, Some(Root::LiveUrl { .. })),
+        dest_file: image.in_ram.then(|| PathBuf::from(RAM_IMAGE)),
+        dest_label: on_array.then(|| super::disks::sqfs_label(c)),
+        mount: on_array.then(|| PathBuf::from(LIVE_MNT)),
+        dir: if on_array {
+            c.live_dir.clone()
+        } else {
+            s(crate::kinds::DEFAULT_LIVE_DIR)
+        },
+        sha256: c.sha256.clone(),
+        ca: c.ca_file.as_ref().map(PathBuf::from),
+        ipv4: c.ipv4,
+        timeout: c.fetch_timeout,
+        order,
+    };
+    let mut st = Step::new(
+        "metalroot-fetch",
+        format!(
+            "metalroot: fetch the root image from {}",
+            image
+                .sources
+                .iter()
+                .map(Source::shown)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Cmd::Fetch(args),
+    );
+    if image
+        .sources
+        .iter()
+        .any(|x| matches!(x, Source::Http { .. }))
+    {
+        st.net = Net::Online;
+    }
+    if paves {
+        st.requires.push(s("metalroot-layout.service"));
+    }
+    Some(st)
+}

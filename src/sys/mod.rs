@@ -1,0 +1,17 @@
+//! What the steps (and the generator) use on the machine: commands, mounts,
+//! loop devices, private files, secrets' life cycle, sd_notify, logging, the disk scan, the
+//! hashed copy, the HTTP client, the retry schedule and udev's
+//! /dev/disk/by-* names. No step logic here: `crate::steps` holds the steps.
+
+pub mod cmd;
+pub mod disks;
+pub mod hashed_copy;
+pub mod http;
+pub mod log;
+pub mod loopdev;
+pub mod mounts;
+pub mod notify;
+pub mod private;
+pub mod retry;
+pub mod secrets;
+pub mod udev;
