@@ -125,6 +125,20 @@ configure_tree() {
         kmod-static-nodes.service modprobe@.service lvm2-monitor.service; do
         ln -sf /dev/null "$TREE/etc/systemd/system/$unit"
     done
+    # Only the generators the scenarios rely on: debug (systemd.mask= on the
+    # command line), fstab (what the hand-over adds) and run. systemd kills
+    # its generators after 90 s: in iscsi-luks-lvm, where the root is read
+    # through squashfs, LVM, LUKS and iSCSI, the twelve of them took 77-83 s,
+    # and a boot that ran past 90 s lost the debug generator's
+    # systemd.mask=iscsid.service, so iscsid started, took the session over
+    # and the root's I/O died with it (CI, 2026-12-02).
+    mkdir -p "$TREE/etc/systemd/system-generators"
+    for unit in systemd-gpt-auto-generator systemd-sysv-generator systemd-rc-local-generator \
+        systemd-hibernate-resume-generator systemd-integritysetup-generator \
+        systemd-veritysetup-generator systemd-system-update-generator \
+        systemd-getty-generator systemd-cryptsetup-generator; do
+        ln -sf /dev/null "$TREE/etc/systemd/system-generators/$unit"
+    done
     # open-iscsi installed but not enabled (Debian enables iscsid.socket and
     # open-iscsi.service): the root's iscsid must run because metalroot's
     # hand-over enabled it, and the other boots pay nothing for it.
