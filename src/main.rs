@@ -1,10 +1,16 @@
 //! `metalroot`: the step binary behind every generated unit, and `plan`.
+//! Multi-call: run as `metalroot-generator` (the package's symlink in
+//! system-generators/), it is the systemd generator.
 
 use metalroot::cli::{Cli, Cmd};
 use metalroot::{steps, sys};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if metalroot::generator::invoked_as_generator(args.next().as_deref()) {
+        return metalroot::generator::main(args);
+    }
     let cli = match Cli::try_parse_ordered(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {

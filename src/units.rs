@@ -161,7 +161,18 @@ pub fn render(plan: &Plan) -> Vec<Entry> {
 /// with the message, so the boot stops in the emergency shell saying why.
 /// Nothing else, and certainly nothing destructive, is written.
 pub fn render_error(err: &ParamError) -> Vec<Entry> {
-    let step = error_step(&err.to_string());
+    render_failure(
+        "metalroot: the kernel command line is invalid",
+        &err.to_string(),
+    )
+}
+
+/// The same failing unit, `metalroot-cmdline-error.service`, with another
+/// description: the generator's own failures (an I/O error, a panic) end
+/// the boot the way a refused command line does.
+pub fn render_failure(description: &str, message: &str) -> Vec<Entry> {
+    let mut step = error_step(message);
+    step.description = description.into();
     let unit = step.unit();
     vec![
         Entry::File {
