@@ -1,19 +1,18 @@
 #!/bin/bash
 # dracut module for metalroot (systemd initrds only).
 #
-# Installs:
+# Installs, from where the metalroot package puts them:
 #   /usr/bin/metalroot                                 the step runner
 #   $systemdutildir/system-generators/metalroot-generator
-#   metalroot's units (if the build ships any)
+#                                                      the same binary (multi-call:
+#                                                      run under that name it is
+#                                                      the generator), as a symlink
+#   metalroot's static units ($systemdsystemunitdir/metalroot*) and their
+#   emergency.target.wants link
 #   its man pages under /usr/share/man (man7, man8)
 #   /etc/metalroot.conf                                if the host has one
 #   the storage, network-storage and filesystem tools the steps run
 #   the kernel modules those steps need
-#
-# Where the binaries come from: $METALROOT_BIN_DIR (a cargo target dir,
-# for builds from a source tree), else /usr/bin (an installed package).
-# Units: $METALROOT_UNIT_DIR (the source tree's units/), else the host's
-# installed metalroot* units.
 #
 # Use: dracut --add metalroot ... (check() returns 255: never included
 # unless asked for).
@@ -34,18 +33,30 @@ METALROOT_OPTIONAL_TOOLS=(
     xfs_admin fatlabel
 )
 
-metalroot_bin_dir() {
-    echo "${METALROOT_BIN_DIR:-/usr/bin}"
+METALROOT_BIN=/usr/bin/metalroot
+
+# metalroot_generator_ok: the host's generator is the package's symlink to
+# /usr/bin/metalroot. Anything else (a separate file from an old build, a
+# link elsewhere) is refused by name rather than copied or re-linked.
+metalroot_generator_ok() {
+    local gen="$dracutsysrootdir$systemdutildir/system-generators/metalroot-generator"
+    if [[ ! -L "$gen" ]]; then
+        derror "metalroot: $gen is missing or not a symlink to $METALROOT_BIN; install the metalroot package"
+        return 1
+    fi
+    if [[ "$(readlink -f "$gen")" != "$(readlink -f "$dracutsysrootdir$METALROOT_BIN")" ]]; then
+        derror "metalroot: $gen points to $(readlink -f "$gen"), not to $METALROOT_BIN; reinstall the metalroot package"
+        return 1
+    fi
 }
 
 # called by dracut
 check() {
-    local bindir
-    bindir="$(metalroot_bin_dir)"
-    [[ -x "$bindir/metalroot" ]] || {
-        derror "metalroot: no $bindir/metalroot (set METALROOT_BIN_DIR)"
+    [[ -x "$dracutsysrootdir$METALROOT_BIN" ]] || {
+        derror "metalroot: no $METALROOT_BIN; install the metalroot package"
         return 1
     }
+    metalroot_generator_ok || return 1
     require_binaries "${METALROOT_REQUIRED_TOOLS[@]}" || return 1
     return 255
 }
@@ -83,49 +94,36 @@ installkernel() {
 
 # called by dracut
 install() {
-    local bindir unitdir f rel
-    bindir="$(metalroot_bin_dir)"
-
-    inst_binary "$bindir/metalroot" /usr/bin/metalroot
+    metalroot_generator_ok || return 1
+    inst_binary "$METALROOT_BIN"
+    # The generator: the same binary under another name (argv[0]).
+    mkdir -p "$initdir$systemdutildir/system-generators"
+    ln_r "$METALROOT_BIN" "$systemdutildir/system-generators/metalroot-generator"
     # dracut-cmdline must accept root=live: and root=iscsi: (see the hook).
     inst_hook cmdline 90 "$moddir/parse-metalroot.sh"
-    if [[ -x "$bindir/metalroot-generator" ]]; then
-        inst_binary "$bindir/metalroot-generator" \
-            "$systemdutildir/system-generators/metalroot-generator"
-    else
-        # A multi-call build: the generator is metalroot under another name.
-        mkdir -p "$initdir$systemdutildir/system-generators"
-        ln_r /usr/bin/metalroot "$systemdutildir/system-generators/metalroot-generator"
-    fi
 
-    if [[ -n "${METALROOT_UNIT_DIR:-}" ]]; then
-        # Everything under units/, keeping sub-directories (drop-ins, wants).
-        unitdir="$METALROOT_UNIT_DIR"
-        if [[ -d "$unitdir" ]]; then
-            while IFS= read -r -d '' f; do
-                rel="${f#"$unitdir"/}"
-                inst_simple "$f" "$systemdsystemunitdir/$rel"
-            done < <(find "$unitdir" -type f -print0)
-        fi
-    else
-        inst_multiple -o "$systemdsystemunitdir/metalroot*"
+    # The static units (the package's units/); the generated ones are
+    # written at boot. Their wants links are made here as the package's are.
+    local unit
+    # (Not inst_multiple with the glob: dracut adds $dracutsysrootdir itself.)
+    for unit in "$dracutsysrootdir$systemdsystemunitdir"/metalroot*; do
+        [[ -f "$unit" ]] && inst_simple "${unit#"$dracutsysrootdir"}"
+    done
+    if [[ -f "$initdir$systemdsystemunitdir/metalroot-emergency-status.service" ]]; then
+        $SYSTEMCTL -q --root "$initdir" add-wants emergency.target metalroot-emergency-status.service
     fi
 
     [[ -f "$dracutsysrootdir/etc/metalroot.conf" ]] && inst_simple /etc/metalroot.conf
 
     # Man pages: metalroot(7) (the command line), metalroot(8) and one
-    # metalroot-<step>(8) a step, metalroot-generator(8). From
-    # $METALROOT_BIN_DIR/man, where build.rs puts them next to the binaries,
-    # else the host's. Nothing needs man(1): `metalroot help` and
-    # `metalroot status` work without; the pages are there to read.
-    local mandir="$bindir/man" page
-    if [[ -d "$mandir" ]]; then
-        for page in "$mandir"/*.[78]; do
-            [[ -f "$page" ]] && inst_simple "$page" "/usr/share/man/man${page##*.}/${page##*/}"
-        done
-    else
-        inst_multiple -o /usr/share/man/man7/metalroot* /usr/share/man/man8/metalroot*
-    fi
+    # metalroot-<step>(8) a step, metalroot-generator(8). Nothing needs
+    # man(1): `metalroot help` and `metalroot status` work without; the
+    # pages are there to read (zcat them when the package compressed them).
+    local page
+    for page in "$dracutsysrootdir"/usr/share/man/man7/metalroot.7* \
+        "$dracutsysrootdir"/usr/share/man/man8/metalroot*.8*; do
+        [[ -f "$page" ]] && inst_simple "${page#"$dracutsysrootdir"}"
+    done
 
     inst_multiple "${METALROOT_REQUIRED_TOOLS[@]}"
     inst_multiple -o "${METALROOT_OPTIONAL_TOOLS[@]}"

@@ -218,6 +218,10 @@ async fn string_property(conn: &Connection, path: &str, iface: &str, name: &str)
         .unwrap_or_default()
 }
 
+/// The static unit that prints this status on the console when the boot
+/// reaches the emergency shell (`units/` in the source tree).
+const EMERGENCY_STATUS_UNIT: &str = "metalroot-emergency-status.service";
+
 async fn list_units(conn: &Connection) -> Result<Vec<UnitState>> {
     let rows: Vec<UnitRow> = call(
         conn,
@@ -229,6 +233,10 @@ async fn list_units(conn: &Connection) -> Result<Vec<UnitState>> {
     .await?;
     let mut units = Vec::new();
     for (name, description, _load, active, sub, _followed, path, job_id, job_type, _job) in rows {
+        if name == EMERGENCY_STATUS_UNIT {
+            // Itself, when the emergency shell's unit (units/) runs it.
+            continue;
+        }
         let path = path.as_str();
         let mut u = UnitState {
             description,
