@@ -1,8 +1,7 @@
 //! The arguments of each step: one struct per step, built by the plan from
 //! the typed `Config`, written into ExecStart= by `to_argv()` and read back
 //! by the step's clap parser. The argv stays explicit so `systemctl cat`
-//! shows exactly what runs. build.rs includes this file for the man pages,
-//! so it refers only to `crate::kinds`.
+//! shows exactly what runs.
 
 use crate::kinds::{
     DevSpec, DiskId, ImageSource, MdLevel, RamMode, Size, Upper, DEFAULT_FETCH_TIMEOUT,

@@ -115,11 +115,11 @@ install() {
 
     # Man pages: metalroot(7) (the command line), metalroot(8) and one
     # metalroot-<step>(8) a step, metalroot-generator(8). From
-    # $METALROOT_BIN_DIR/man, where build.rs puts them next to the binaries,
-    # else the host's. Nothing needs man(1): `metalroot help` and
-    # `metalroot status` work without; the pages are there to read.
-    local mandir="$bindir/man" page
-    if [[ -d "$mandir" ]]; then
+    # $METALROOT_MAN_DIR (a source tree's docs/man), else the host's.
+    # Nothing needs man(1): `metalroot help` and `metalroot status` work
+    # without; the pages are there to read.
+    local mandir="${METALROOT_MAN_DIR:-}" page
+    if [[ -n "$mandir" && -d "$mandir" ]]; then
         for page in "$mandir"/*.[78]; do
             [[ -f "$page" ]] && inst_simple "$page" "/usr/share/man/man${page##*.}/${page##*/}"
         done
