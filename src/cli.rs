@@ -2,10 +2,15 @@
 //! The generator writes these arguments into ExecStart=, so `systemctl cat`
 //! shows exactly what runs and an operator can re-run a step by hand.
 
-pub use crate::args::{
-    FetchArgs, HandoverArgs, IscsiArgs, LayoutArgs, LuksArgs, LvmArgs, MultipathArgs, SourceKind,
-    SysrootArgs, WipeArgs,
-};
+// Each step's arguments live with the step.
+pub use crate::steps::blockstack::{LuksArgs, LvmArgs, MultipathArgs};
+pub use crate::steps::fetch::{FetchArgs, SourceKind};
+pub use crate::steps::handover::HandoverArgs;
+pub use crate::steps::iscsi::IscsiArgs;
+pub use crate::steps::layout::LayoutArgs;
+pub use crate::steps::sysroot::SysrootArgs;
+pub use crate::steps::wipe::WipeArgs;
+pub use crate::sys::disks::DiskArgs;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 

@@ -1,7 +1,6 @@
 //! Value types shared by the parameters (`params`) and the steps' arguments
 //! (`args`): parsed once from the command line, written into argv in their
-//! canonical form and read back by clap. Self-contained (no `crate::` paths)
-//! because build.rs includes this file for the man pages.
+//! canonical form and read back by clap.
 
 use serde::Serialize;
 use std::fmt;

@@ -13,8 +13,8 @@ pub fn text(plan: &Plan) -> String {
             out,
             "  DESTRUCTIVE: this plan wipes and/or partitions local disks ({} disk(s), md level {}, wipe delay {} s)",
             c.disks,
-            c.md_level.as_mdadm(),
-            c.wipe_delay
+            c.layout.md_level.as_mdadm(),
+            c.wipe.wipe_delay
         );
     } else {
         let _ = writeln!(out, "  this plan does not wipe or partition any disk");

@@ -12,9 +12,11 @@ mod table;
 
 pub use crate::kinds::{DiskId, MdLevel, RamMode, Upper};
 use crate::kinds::{
-    Size, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
-    DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE,
+    Size, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG, DEFAULT_ZRAM_COMP,
+    DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE,
 };
+use crate::steps::{fetch::FetchOpts, iscsi::IscsiOpts, layout::LayoutOpts, wipe::WipeOpts};
+use crate::sys::http::HttpOpts;
 use crate::values::{number, required, DevSpec, Source};
 use serde::Serialize;
 use table::Parsing;
@@ -72,18 +74,17 @@ pub struct IscsiManual {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
+    // Options that pass straight to a step: each is its step's own struct.
+    pub wipe: WipeOpts,
+    pub layout: LayoutOpts,
+    pub fetch: FetchOpts,
+    pub iscsi: IscsiOpts,
     // seed 000
     pub servers: Vec<Source>,
     pub debug: bool,
     pub disks: u64,
-    pub md_level: MdLevel,
     pub no_wipe: bool,
-    pub wipe_delay: u64,
     pub min_disk_size_gib: u64,
-    pub ipv4: bool,
-    pub sqfs_md_size_gb: u64,
-    pub oval_md_size_gb: u64,
-    pub aux_md_size_gb: u64,
     // dracut live
     pub root: Option<Root>,
     pub live_image: bool,
@@ -98,18 +99,13 @@ pub struct Config {
     // dracut iSCSI and multipath
     pub netroots: Vec<IscsiTarget>,
     pub netroot_iscsi: bool,
-    pub iscsi_initiator: Option<String>,
     pub iscsi_manual: IscsiManual,
     pub iscsi_chap: Option<Chap>,
     pub iscsi_firmware: bool,
-    pub iscsi_login_retry_max: Option<u64>,
-    pub iscsi_params: Vec<String>,
     pub iscsi_ibft: bool,
     pub iscsi_waitnet: bool,
     pub multipath: bool,
     // metalroot's own
-    pub sha256: Option<String>,
-    pub ca_file: Option<String>,
     pub ram: Option<RamMode>,
     pub upper: Option<Upper>,
     pub zram_size: Size,
@@ -126,7 +122,6 @@ pub struct Config {
     pub lvm: bool,
     pub lower: Option<DevSpec>,
     pub lower_var: Option<DevSpec>,
-    pub fetch_timeout: u64,
     /// Parameters we accept but do not act on, with why.
     pub ignored: Vec<String>,
 }
@@ -134,17 +129,22 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            wipe: WipeOpts::default(),
+            layout: LayoutOpts::default(),
+            fetch: FetchOpts {
+                // seed 000: metal.ipv4 defaults to 1.
+                http: HttpOpts {
+                    ipv4: true,
+                    ..HttpOpts::default()
+                },
+                ..FetchOpts::default()
+            },
+            iscsi: IscsiOpts::default(),
             servers: Vec::new(),
             debug: false,
             disks: 2,
-            md_level: MdLevel::Raid1,
             no_wipe: false,
-            wipe_delay: 5,
             min_disk_size_gib: 16,
-            ipv4: true,
-            sqfs_md_size_gb: 25,
-            oval_md_size_gb: 150,
-            aux_md_size_gb: 150,
             root: None,
             live_image: false,
             live_dir: DEFAULT_LIVE_DIR.into(),
@@ -157,17 +157,12 @@ impl Default for Config {
             live_ram: false,
             netroots: Vec::new(),
             netroot_iscsi: false,
-            iscsi_initiator: None,
             iscsi_manual: IscsiManual::default(),
             iscsi_chap: None,
             iscsi_firmware: false,
-            iscsi_login_retry_max: None,
-            iscsi_params: Vec::new(),
             iscsi_ibft: false,
             iscsi_waitnet: true,
             multipath: false,
-            sha256: None,
-            ca_file: None,
             ram: None,
             upper: None,
             zram_size: DEFAULT_ZRAM_SIZE,
@@ -184,7 +179,6 @@ impl Default for Config {
             lvm: false,
             lower: None,
             lower_var: None,
-            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             ignored: Vec::new(),
         }
     }
@@ -461,13 +455,17 @@ mod tests {
     fn seed_000_defaults() {
         let c = parse("metal.server=http://pit/ root=live:LABEL=SQFSRAID").unwrap();
         assert_eq!(c.disks, 2);
-        assert_eq!(c.md_level, MdLevel::Raid1);
+        assert_eq!(c.layout.md_level, MdLevel::Raid1);
         assert!(!c.no_wipe);
-        assert_eq!(c.wipe_delay, 5);
+        assert_eq!(c.wipe.wipe_delay, 5);
         assert_eq!(c.min_disk_size_gib, 16);
-        assert!(c.ipv4);
+        assert!(c.fetch.http.ipv4);
         assert_eq!(
-            (c.sqfs_md_size_gb, c.oval_md_size_gb, c.aux_md_size_gb),
+            (
+                c.layout.sqfs_size_gb,
+                c.layout.oval_size_gb,
+                c.layout.aux_size_gb
+            ),
             (25, 150, 150)
         );
         assert_eq!(c.live_dir, "LiveOS");

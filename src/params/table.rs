@@ -168,35 +168,35 @@ pub static PARAMS: &[Param] = &[
     row(&["metal.debug"], Always, Bool(|c| &mut c.debug)),
     row(&["metal.disks"], Always, Number((1, 64), |c| &mut c.disks)),
     p(&["metal.md-level"], Always, |p, k, v| {
-        p.c.md_level = md_level(k, v)?;
+        p.c.layout.md_level = md_level(k, v)?;
         Ok(())
     }),
     row(&["metal.no-wipe"], Always, Bool(|c| &mut c.no_wipe)),
     row(
         &["metal.wipe-delay"],
         Always,
-        Number((2, 60), |c| &mut c.wipe_delay),
+        Number((2, 60), |c| &mut c.wipe.wipe_delay),
     ),
     row(
         &["metal.min-disk-size"],
         Always,
         Number((1, 1 << 20), |c| &mut c.min_disk_size_gib),
     ),
-    row(&["metal.ipv4"], Always, Bool(|c| &mut c.ipv4)),
+    row(&["metal.ipv4"], Always, Bool(|c| &mut c.fetch.http.ipv4)),
     row(
         &["metal.sqfs-md-size"],
         Always,
-        Number((25, 100), |c| &mut c.sqfs_md_size_gb),
+        Number((25, 100), |c| &mut c.layout.sqfs_size_gb),
     ),
     row(
         &["metal.oval-md-size"],
         Always,
-        Number((25, 200), |c| &mut c.oval_md_size_gb),
+        Number((25, 200), |c| &mut c.layout.oval_size_gb),
     ),
     row(
         &["metal.aux-md-size"],
         Always,
-        Number((0, 200), |c| &mut c.aux_md_size_gb),
+        Number((0, 200), |c| &mut c.layout.aux_size_gb),
     ),
     // dracut live
     p(
@@ -289,7 +289,7 @@ pub static PARAMS: &[Param] = &[
         },
     ),
     p(&["rd.iscsi.initiator", "iscsi_initiator"], No, |p, k, v| {
-        p.c.iscsi_initiator = Some(iscsi_name(k, v)?);
+        p.c.iscsi.initiator = Some(iscsi_name(k, v)?);
         Ok(())
     }),
     p(
@@ -345,13 +345,13 @@ pub static PARAMS: &[Param] = &[
         },
     ),
     p(&["rd.iscsi.login_retry_max"], No, |p, k, v| {
-        p.c.iscsi_login_retry_max = Some(number(k, v, 0, 10000)?);
+        p.c.iscsi.retries = Some(number(k, v, 0, 10000)?);
         Ok(())
     }),
     list(
         &["rd.iscsi.param"],
         No,
-        |c| c.iscsi_params.clear(),
+        |c| c.iscsi.params.clear(),
         |p, k, v| {
             let s = text(k, v)?;
             if !s.contains('=') || s.contains(' ') {
@@ -363,7 +363,7 @@ pub static PARAMS: &[Param] = &[
                     "passwords may not be passed as rd.iscsi.param; use rd.iscsi.password",
                 ));
             }
-            p.c.iscsi_params.push(s);
+            p.c.iscsi.params.push(s);
             Ok(())
         },
     ),
@@ -399,7 +399,7 @@ pub static PARAMS: &[Param] = &[
         if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ParamError::new(k, &s, "expected 64 hexadecimal digits"));
         }
-        p.c.sha256 = Some(s);
+        p.c.fetch.sha256 = Some(s);
         Ok(())
     }),
     p(&["metal.ca"], Always, |p, k, v| {
@@ -407,7 +407,7 @@ pub static PARAMS: &[Param] = &[
         if !s.starts_with('/') {
             return Err(ParamError::new(k, &s, "expected an absolute path"));
         }
-        p.c.ca_file = Some(s);
+        p.c.fetch.http.ca = Some(s.into());
         Ok(())
     }),
     p(&["metal.ram"], Always, |p, k, v| {
@@ -514,7 +514,7 @@ pub static PARAMS: &[Param] = &[
     row(
         &["metal.fetch-timeout"],
         Always,
-        Number((10, 86400), |c| &mut c.fetch_timeout),
+        Number((10, 86400), |c| &mut c.fetch.timeout),
     ),
 ];
 

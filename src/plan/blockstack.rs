@@ -2,8 +2,8 @@
 //! waited for, then multipath, LUKS and LVM, each waited for in order.
 
 use super::{s, Net, Secret, Step, SECRETS_DIR};
-use crate::args::{IscsiArgs, LuksArgs, LvmArgs, MultipathArgs};
 use crate::cli::Cmd;
+use crate::cli::{IscsiArgs, LuksArgs, LvmArgs, MultipathArgs};
 use crate::iscsi_spec::{Chap, IscsiTarget, DEFAULT_PORT};
 use crate::params::{Config, LuksKey, Root};
 use std::path::PathBuf;
@@ -50,9 +50,8 @@ pub fn plan(c: &Config, root_device: bool) -> Block {
                     contents: url.clone(),
                 });
                 args.key_url_file = Some(PathBuf::from(path));
-                args.ca = c.ca_file.as_ref().map(PathBuf::from);
-                args.ipv4 = c.ipv4;
-                args.timeout = c.fetch_timeout;
+                args.http = c.fetch.http.clone();
+                args.timeout = c.fetch.timeout;
             }
             None => {}
         }
@@ -108,9 +107,7 @@ fn logins(c: &Config, b: &mut Block) {
         return;
     }
     let common = IscsiArgs {
-        initiator: c.iscsi_initiator.clone(),
-        retries: c.iscsi_login_retry_max,
-        params: c.iscsi_params.clone(),
+        opts: c.iscsi.clone(),
         ..IscsiArgs::default()
     };
     let mut discovery_auth: Option<PathBuf> = None;

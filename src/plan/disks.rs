@@ -1,8 +1,8 @@
 //! Seed 000's local disks: wipe, then build or assemble the RAID layout.
 
 use super::{s, Step, DEFAULT_OVAL_LABEL, DEFAULT_SQFS_LABEL};
-use crate::args::{DiskArgs, LayoutArgs, WipeArgs};
 use crate::cli::Cmd;
+use crate::cli::{DiskArgs, LayoutArgs, WipeArgs};
 use crate::params::{Config, OverlayDev, Root};
 use crate::values::Source;
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ pub fn plan(c: &Config, logins: &[String]) -> Vec<Step> {
             s("metalroot: wipe local disks (seed 000 metal.no-wipe=0)"),
             Cmd::Wipe(WipeArgs {
                 disks: disks.clone(),
-                wipe_delay: c.wipe_delay,
+                opts: c.wipe.clone(),
             }),
         );
         st.destructive = !c.dry_run;
@@ -69,10 +69,7 @@ pub fn plan(c: &Config, logins: &[String]) -> Vec<Step> {
         s("metalroot: build or assemble the local RAID layout"),
         Cmd::Layout(LayoutArgs {
             disks,
-            md_level: c.md_level,
-            sqfs_size_gb: c.sqfs_md_size_gb,
-            oval_size_gb: c.oval_md_size_gb,
-            aux_size_gb: c.aux_md_size_gb,
+            opts: c.layout.clone(),
             no_wipe: c.no_wipe,
         }),
     );

@@ -1,8 +1,9 @@
 //! The hand-over to the real root, then the optional trap shell.
 
 use super::{s, Step};
-use crate::args::{HandoverArgs, SYSROOT};
+use crate::args::SYSROOT;
 use crate::cli::Cmd;
+use crate::cli::HandoverArgs;
 use crate::params::Config;
 use std::path::PathBuf;
 

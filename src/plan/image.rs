@@ -1,8 +1,8 @@
 //! The root image: fetched onto the local array, or into RAM.
 
 use super::{s, Net, Secret, Step, LIVE_MNT, RAM_IMAGE, SECRETS_DIR};
-use crate::args::{FetchArgs, SourceKind};
 use crate::cli::Cmd;
+use crate::cli::{FetchArgs, SourceKind};
 use crate::kinds::ImageSource;
 use crate::params::{Config, Root};
 use crate::values::Source;
@@ -80,10 +80,7 @@ pub fn plan(c: &Config, image: &Image, paves: bool, secrets: &mut Vec<Secret>) -
         } else {
             s(crate::kinds::DEFAULT_LIVE_DIR)
         },
-        sha256: c.sha256.clone(),
-        ca: c.ca_file.as_ref().map(PathBuf::from),
-        ipv4: c.ipv4,
-        timeout: c.fetch_timeout,
+        opts: c.fetch.clone(),
         order,
     };
     let mut st = Step::new(

@@ -198,14 +198,14 @@ fn finish(
 
 /// Checks that need more than one parameter, and fills the seed's defaults.
 fn validate(c: &mut Config) -> Result<(), ParamError> {
-    if c.disks < c.md_level.min_disks() {
+    if c.disks < c.layout.md_level.min_disks() {
         return Err(ParamError::new(
             "metal.disks",
             &c.disks.to_string(),
             format!(
                 "metal.md-level={} needs at least {} disks",
-                c.md_level.as_mdadm(),
-                c.md_level.min_disks()
+                c.layout.md_level.as_mdadm(),
+                c.layout.md_level.min_disks()
             ),
         ));
     }

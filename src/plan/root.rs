@@ -2,8 +2,8 @@
 
 use super::image::Image;
 use super::{s, Step, RAM_IMAGE};
-use crate::args::SysrootArgs;
 use crate::cli::Cmd;
+use crate::cli::SysrootArgs;
 use crate::kinds::DEFAULT_OVERLAY_SIZE_MIB;
 use crate::params::{Config, OverlayDev, Root, Upper};
 use std::path::PathBuf;

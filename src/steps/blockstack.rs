@@ -3,13 +3,84 @@
 //! fetched over https into memory), partitions probed, LVM activated and the
 //! devices set read-only.
 
-use crate::cli::{LuksArgs, LvmArgs, MultipathArgs};
+use crate::args::Argv;
+use crate::kinds::DevSpec;
 use crate::sys::cmd::{run as sh, run_ok, settle};
+use crate::sys::http::HttpOpts;
 use crate::sys::{mounts, notify};
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use std::fs;
 use std::path::{Path, PathBuf};
 use tracing::info;
+
+/// The luks-open step's `--timeout` when none is given.
+const DEFAULT_KEY_TIMEOUT: u64 = 300;
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct MultipathArgs {}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct LuksArgs {
+    #[arg(long)]
+    pub device: DevSpec,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub key_credential: Option<String>,
+    #[arg(long)]
+    pub key_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Seconds to keep retrying the key's URL (metal.fetch-timeout).
+    #[arg(long, default_value_t = DEFAULT_KEY_TIMEOUT)]
+    pub timeout: u64,
+}
+
+impl LuksArgs {
+    /// Arguments for `device` unlocked as `name`; the key is added after.
+    pub fn new(device: DevSpec, name: String) -> LuksArgs {
+        LuksArgs {
+            device,
+            name,
+            key_credential: None,
+            key_url_file: None,
+            http: HttpOpts::default(),
+            timeout: DEFAULT_KEY_TIMEOUT,
+        }
+    }
+
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        a.opt("device", &self.device);
+        a.opt("name", &self.name);
+        a.opt_if("key-credential", self.key_credential.as_ref());
+        if let Some(f) = &self.key_url_file {
+            // The fetch options matter only for a key fetched from a URL.
+            a.opt("key-url-file", f.display());
+            self.http.push(&mut a);
+            a.opt("timeout", self.timeout);
+        }
+        a.0
+    }
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct LvmArgs {
+    #[arg(long)]
+    pub readonly: bool,
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl LvmArgs {
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        a.flag("readonly", self.readonly);
+        a.opt_if("device", self.device.as_ref());
+        a.0
+    }
+}
 
 /// Seed 001's multipath settings, for a node that has none of its own.
 pub const MULTIPATH_CONF: &str = "defaults {
@@ -95,7 +166,7 @@ pub fn luks(a: LuksArgs) -> Result<()> {
         PathBuf::from(dir).join(name)
     } else if let Some(url_file) = &a.key_url_file {
         let url = crate::sys::secrets::read(url_file)?;
-        let client = crate::sys::http::client(a.ipv4, a.ca.as_deref())?;
+        let client = crate::sys::http::client(&a.http)?;
         let timeout = std::time::Duration::from_secs(a.timeout);
         let body = crate::sys::http::get_small(&client, &url, "the LUKS key", timeout)?;
         let p = PathBuf::from(format!("{}/luks-{}.key", crate::kinds::SECRETS_DIR, a.name));

@@ -3,14 +3,17 @@
 //! to disk, resumable with Range/If-Range, failing over between servers, and
 //! skipped on a reboot when the local copy still matches.
 
-use crate::cli::FetchArgs;
-use crate::kinds::ImageSource;
+use crate::args::Argv;
+use crate::kinds::{ImageSource, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR};
+use crate::sys::http::HttpOpts;
 use crate::sys::retry::backoff;
 use crate::sys::{hashed_copy, http, mounts, notify};
 use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{ETAG, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -18,6 +21,106 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use url::Url;
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct FetchArgs {
+    /// Image server, tried in order (metal.server).
+    #[arg(long = "source")]
+    pub sources: Vec<ImageSource>,
+    /// A file holding a source URL with a password (0600, under /run).
+    #[arg(long = "source-file")]
+    pub source_files: Vec<PathBuf>,
+    /// Image file name (rd.live.squashimg).
+    #[arg(long)]
+    pub image: String,
+    /// The source URL is the image itself (root=live:<url>).
+    #[arg(long)]
+    pub exact_url: bool,
+    /// Store the image in this file (RAM).
+    #[arg(long, conflicts_with = "dest_label")]
+    pub dest_file: Option<PathBuf>,
+    /// Store the image on the filesystem with this label.
+    #[arg(long, requires = "mount")]
+    pub dest_label: Option<String>,
+    #[arg(long)]
+    pub mount: Option<PathBuf>,
+    /// Directory on that filesystem (rd.live.dir).
+    #[arg(long, default_value = DEFAULT_LIVE_DIR)]
+    pub dir: String,
+    #[command(flatten)]
+    pub opts: FetchOpts,
+    /// The order of `--source` and `--source-file` on the command line,
+    /// which clap's two lists lose (`Cli::try_parse_ordered` fills it).
+    #[arg(skip)]
+    pub order: Vec<SourceKind>,
+}
+
+/// The fetch's options that come straight from the command line
+/// (`Config::fetch`): a new one is a field here and a row in the parameter
+/// table.
+#[derive(Args, Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FetchOpts {
+    /// Expected SHA-256 (metal.sha256); else the server's <image>.sha256.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    #[command(flatten)]
+    pub http: HttpOpts,
+    /// Give up after this many seconds in all (metal.fetch-timeout).
+    #[arg(long, default_value_t = DEFAULT_FETCH_TIMEOUT)]
+    pub timeout: u64,
+}
+
+impl Default for FetchOpts {
+    fn default() -> Self {
+        FetchOpts {
+            sha256: None,
+            http: HttpOpts::default(),
+            timeout: DEFAULT_FETCH_TIMEOUT,
+        }
+    }
+}
+
+impl FetchOpts {
+    fn push(&self, a: &mut Argv) {
+        a.opt_if("sha256", self.sha256.as_ref());
+        self.http.push(a);
+        a.opt("timeout", self.timeout);
+    }
+}
+
+/// Which of fetch's two source lists a source is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Url,
+    File,
+}
+
+impl FetchArgs {
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        let (mut urls, mut files) = (self.sources.iter(), self.source_files.iter());
+        // Sources in their order; any the order does not cover after it.
+        for k in &self.order {
+            match k {
+                SourceKind::Url => a.each("source", urls.next()),
+                SourceKind::File => a.each("source-file", files.next().map(|p| p.display())),
+            }
+        }
+        a.each("source", urls);
+        a.each("source-file", files.map(|p| p.display()));
+        a.opt("image", &self.image);
+        a.flag("exact-url", self.exact_url);
+        a.path("dest-file", self.dest_file.as_deref());
+        if let Some(l) = &self.dest_label {
+            // The directory matters only on a labelled filesystem.
+            a.opt("dest-label", l);
+            a.path("mount", self.mount.as_deref());
+            a.opt("dir", &self.dir);
+        }
+        self.opts.push(&mut a);
+        a.0
+    }
+}
 
 const CHUNK: usize = 1 << 20;
 
@@ -81,8 +184,8 @@ pub fn run(a: FetchArgs) -> Result<()> {
         bail!("no image source given (metal.server)");
     }
     let dest = destination(&a)?;
-    let client = http::client(a.ipv4, a.ca.as_deref())?;
-    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    let client = http::client(&a.opts.http)?;
+    let deadline = Instant::now() + Duration::from_secs(a.opts.timeout);
     let urls: Vec<String> = sources
         .iter()
         .map(|s| match s {
@@ -91,7 +194,7 @@ pub fn run(a: FetchArgs) -> Result<()> {
         })
         .collect();
 
-    let expected = match &a.sha256 {
+    let expected = match &a.opts.sha256 {
         Some(h) => Some(h.to_lowercase()),
         None => sidecar(&client, &urls),
     };

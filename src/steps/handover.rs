@@ -2,11 +2,38 @@
 //! entries for seed 000's arrays, and (seed 001) the iSCSI and multipath
 //! configuration with their services enabled, and the hostname.
 
-use crate::cli::HandoverArgs;
+use crate::args::Argv;
+use crate::args::SYSROOT;
 use anyhow::{Context, Result};
+use clap::Args;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tracing::{info, warn};
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct HandoverArgs {
+    #[arg(long, default_value = SYSROOT)]
+    pub root: PathBuf,
+    /// Write fstab entries for the seed-000 arrays.
+    #[arg(long)]
+    pub metal_arrays: bool,
+    #[arg(long)]
+    pub iscsi: bool,
+    #[arg(long)]
+    pub multipath: bool,
+}
+
+impl HandoverArgs {
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        // Explicit even at the default, for `systemctl cat`.
+        a.opt("root", self.root.display());
+        a.flag("metal-arrays", self.metal_arrays);
+        a.flag("iscsi", self.iscsi);
+        a.flag("multipath", self.multipath);
+        a.0
+    }
+}
 
 const FSTAB_BOOT: &str =
     "LABEL=BOOTRAID /metal/recovery vfat defaults,nofail,x-systemd.device-timeout=30s 0 0";

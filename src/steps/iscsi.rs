@@ -5,14 +5,85 @@
 //! discovery and node records pick them up from there. The secret files the
 //! generator wrote are marked consumed after a successful login.
 
-use crate::cli::IscsiArgs;
+use crate::args::Argv;
 use crate::sys::cmd::{run as sh, run_ok, run_s};
 use crate::sys::notify;
 use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct IscsiArgs {
+    /// Log in with the firmware's iBFT table.
+    #[arg(long)]
+    pub firmware: bool,
+    #[command(flatten)]
+    pub opts: IscsiOpts,
+    #[arg(long)]
+    pub portal: Option<String>,
+    #[arg(long = "discover")]
+    pub discover: Vec<String>,
+    #[arg(long)]
+    pub discovery_auth_file: Option<PathBuf>,
+    #[arg(long)]
+    pub group: Option<u32>,
+    #[arg(long)]
+    pub iface: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub lun: u32,
+    /// CHAP credentials (0600 file of key=value lines).
+    #[arg(long)]
+    pub auth_file: Option<PathBuf>,
+}
+
+/// The login's options that come straight from the command line
+/// (`Config::iscsi`), the same for every target: a new one is a field here
+/// and a row in the parameter table.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IscsiOpts {
+    /// The initiator name (rd.iscsi.initiator); else the iBFT's or a new one.
+    #[arg(long)]
+    pub initiator: Option<String>,
+    /// Login attempts before giving up (rd.iscsi.login_retry_max).
+    #[arg(long)]
+    pub retries: Option<u64>,
+    /// iscsid.conf settings, `key=value` (rd.iscsi.param).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+}
+
+impl IscsiOpts {
+    fn push(&self, a: &mut Argv) {
+        a.opt_if("initiator", self.initiator.as_ref());
+        a.opt_if("retries", self.retries);
+        a.each("param", &self.params);
+    }
+}
+
+impl IscsiArgs {
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        a.flag("firmware", self.firmware);
+        self.opts.push(&mut a);
+        a.opt_if("portal", self.portal.as_ref());
+        a.each("discover", &self.discover);
+        a.path("discovery-auth-file", self.discovery_auth_file.as_deref());
+        a.opt_if("group", self.group);
+        a.opt_if("iface", self.iface.as_ref());
+        if let Some(t) = &self.target {
+            a.opt("target", t);
+            a.opt("lun", self.lun);
+        }
+        a.path("auth-file", self.auth_file.as_deref());
+        a.0
+    }
+}
 
 const CONF: &str = "/etc/iscsi/iscsid.conf";
 const INAME: &str = "/etc/iscsi/initiatorname.iscsi";
@@ -159,7 +230,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     } else {
         None
     };
-    let name = initiator(a.initiator.as_deref().or(from_ibft.as_deref()))?;
+    let name = initiator(a.opts.initiator.as_deref().or(from_ibft.as_deref()))?;
     info!("initiator {name}");
     let mut ours = String::from("iscsid.startup = /usr/sbin/iscsid\nnode.startup = manual\n");
     if let Some(p) = &a.auth_file {
@@ -168,7 +239,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     if let Some(p) = &a.discovery_auth_file {
         ours.push_str(&auth_lines("discovery.sendtargets.auth", &read_auth(p)?));
     }
-    ours.push_str(&param_lines(&a.params)?);
+    ours.push_str(&param_lines(&a.opts.params)?);
     let existing = fs::read_to_string(CONF).unwrap_or_default();
     crate::sys::private::write(Path::new(CONF), merge_conf(&existing, &ours).as_bytes())?;
     // iscsiadm starts iscsid itself (iscsid.startup); start it early anyway.
@@ -190,7 +261,7 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     if portals.is_empty() {
         bail!("no portal: give --portal or --discover");
     }
-    let max_tries = a.retries.unwrap_or(u64::MAX);
+    let max_tries = a.opts.retries.unwrap_or(u64::MAX);
     let start = Instant::now();
     let mut tries = 0u64;
     loop {

@@ -3,12 +3,77 @@
 //! ROOTRAID (xfs), and an empty volume group metalvg0 on AUX. On a reboot the
 //! labels exist and the arrays are only assembled (degraded if need be).
 
-use crate::cli::LayoutArgs;
+use crate::args::Argv;
+use crate::kinds::MdLevel;
 use crate::sys::cmd::{run as sh, run_ok, run_s, settle};
+use crate::sys::disks::DiskArgs;
 use crate::sys::disks::{layout_present, part_dev, select_logged};
 use crate::sys::notify;
 use anyhow::{bail, Result};
+use clap::Args;
+use serde::Serialize;
 use tracing::info;
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct LayoutArgs {
+    #[command(flatten)]
+    pub disks: DiskArgs,
+    #[command(flatten)]
+    pub opts: LayoutOpts,
+    /// The disks were not wiped: refuse any that still carry signatures.
+    #[arg(long)]
+    pub no_wipe: bool,
+}
+
+/// The layout's options that come straight from the command line
+/// (`Config::layout`): a new one is a field here and a row in the parameter
+/// table.
+#[derive(Args, Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayoutOpts {
+    /// RAID level of the image and overlay arrays (metal.md-level).
+    #[arg(long, value_enum)]
+    pub md_level: MdLevel,
+    /// Size of the image array, in GiB (metal.sqfs-md-size).
+    #[arg(long)]
+    pub sqfs_size_gb: u64,
+    /// Size of the overlay array, in GiB (metal.oval-md-size).
+    #[arg(long)]
+    pub oval_size_gb: u64,
+    /// Size of the AUX array, in GiB; 0 for none (metal.aux-md-size).
+    #[arg(long)]
+    pub aux_size_gb: u64,
+}
+
+impl Default for LayoutOpts {
+    fn default() -> Self {
+        // seed 000's defaults.
+        LayoutOpts {
+            md_level: MdLevel::Raid1,
+            sqfs_size_gb: 25,
+            oval_size_gb: 150,
+            aux_size_gb: 150,
+        }
+    }
+}
+
+impl LayoutOpts {
+    fn push(&self, a: &mut Argv) {
+        a.opt("md-level", self.md_level.as_mdadm());
+        a.opt("sqfs-size-gb", self.sqfs_size_gb);
+        a.opt("oval-size-gb", self.oval_size_gb);
+        a.opt("aux-size-gb", self.aux_size_gb);
+    }
+}
+
+impl LayoutArgs {
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        self.disks.push(&mut a);
+        self.opts.push(&mut a);
+        a.flag("no-wipe", self.no_wipe);
+        a.0
+    }
+}
 
 pub const BOOT_MIB: u64 = 500;
 pub const VG: &str = "metalvg0";
@@ -26,15 +91,16 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let level = a.md_level.as_mdadm();
+    let level = a.opts.md_level.as_mdadm();
     let all = select_logged(d)?;
     let chosen: Vec<_> = all.into_iter().take(d.disks as usize).collect();
-    let need = (BOOT_MIB << 20) + ((a.sqfs_size_gb + a.oval_size_gb + a.aux_size_gb) << 30);
+    let need =
+        (BOOT_MIB << 20) + ((a.opts.sqfs_size_gb + a.opts.oval_size_gb + a.opts.aux_size_gb) << 30);
     for disk in &chosen {
         if disk.size < need + (16 << 20) {
             bail!(
                 "{} has {} bytes, the layout needs {} (metal.sqfs-md-size={} metal.oval-md-size={} metal.aux-md-size={}); nothing was created",
-                disk.dev(), disk.size, need, a.sqfs_size_gb, a.oval_size_gb, a.aux_size_gb
+                disk.dev(), disk.size, need, a.opts.sqfs_size_gb, a.opts.oval_size_gb, a.opts.aux_size_gb
             );
         }
         if a.no_wipe {
@@ -61,7 +127,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         for disk in &chosen {
             info!(
                 "dry run: would partition {} (GPT: BOOT {BOOT_MIB} MiB, SQFS {} GB, ROOT {} GB, AUX {} GB)",
-                disk.dev(), a.sqfs_size_gb, a.oval_size_gb, a.aux_size_gb
+                disk.dev(), a.opts.sqfs_size_gb, a.opts.oval_size_gb, a.opts.aux_size_gb
             );
         }
         info!("dry run: would create md arrays BOOT, SQFS, ROOT, AUX at level {level}, filesystems BOOTRAID, {}, {} and volume group {VG}", d.sqfs_label, d.oval_label);
@@ -71,11 +137,11 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     notify::status("partitioning");
     let mut parts = vec![
         ("BOOT", format!("+{BOOT_MIB}M")),
-        ("SQFS", format!("+{}G", a.sqfs_size_gb)),
-        ("ROOT", format!("+{}G", a.oval_size_gb)),
+        ("SQFS", format!("+{}G", a.opts.sqfs_size_gb)),
+        ("ROOT", format!("+{}G", a.opts.oval_size_gb)),
     ];
-    if a.aux_size_gb > 0 {
-        parts.push(("AUX", format!("+{}G", a.aux_size_gb)));
+    if a.opts.aux_size_gb > 0 {
+        parts.push(("AUX", format!("+{}G", a.opts.aux_size_gb)));
     }
     for disk in &chosen {
         let mut argv = vec!["sgdisk".to_string(), "--clear".into()];
@@ -121,7 +187,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     sh(&["mkfs.vfat", "-F", "32", "-n", "BOOTRAID", "/dev/md/BOOT"])?;
     sh(&["mkfs.xfs", "-f", "-L", &d.sqfs_label, "/dev/md/SQFS"])?;
     sh(&["mkfs.xfs", "-f", "-L", &d.oval_label, "/dev/md/ROOT"])?;
-    if a.aux_size_gb > 0 {
+    if a.opts.aux_size_gb > 0 {
         sh(&["lvm", "pvcreate", "-ff", "--yes", "/dev/md/AUX"])?;
         sh(&["lvm", "vgcreate", VG, "/dev/md/AUX"])?;
     }
@@ -132,7 +198,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     }
     info!(
         "layout created: md arrays BOOT, SQFS, ROOT{}",
-        if a.aux_size_gb > 0 { ", AUX" } else { "" }
+        if a.opts.aux_size_gb > 0 { ", AUX" } else { "" }
     );
     Ok(())
 }

@@ -3,20 +3,161 @@
 //! the live medium at /run/initramfs/live, the base at /run/rootfsbase, and
 //! /run/overlayfs, /run/ovlwork pointing at the upper and work directories.
 
-use crate::cli::SysrootArgs;
+use crate::args::{Argv, SYSROOT};
 use crate::kinds::{
-    RamMode, Size, Upper, DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
+    RamMode, Size, Upper, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
+    DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
 };
 use crate::sys::cmd::run as sh;
 use crate::sys::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
 use crate::sys::{loopdev, notify};
 use crate::values::DevSpec;
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use nix::mount::MsFlags;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use tracing::info;
+
+const DEFAULT_DEVICE_TIMEOUT: u64 = 90;
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct SysrootArgs {
+    #[arg(long)]
+    pub live_device: Option<DevSpec>,
+    #[arg(long, default_value = DEFAULT_LIVE_DIR)]
+    pub live_dir: String,
+    #[arg(long, default_value = DEFAULT_SQUASHIMG)]
+    pub image: String,
+    /// The squashfs image file (already in RAM).
+    #[arg(long)]
+    pub image_file: Option<PathBuf>,
+    /// Copy the image to RAM first (rd.live.ram=1).
+    #[arg(long)]
+    pub copy_to_ram: bool,
+    /// Boot-to-RAM mode: copy, squashfs or overlay (metal.ram).
+    #[arg(long, value_enum)]
+    pub ram: Option<RamMode>,
+    #[arg(long)]
+    pub overlay_device: Option<DevSpec>,
+    #[arg(long)]
+    pub overlay_path: Option<String>,
+    #[arg(long)]
+    pub overlay_reset: bool,
+    #[arg(long)]
+    pub overlay_readonly: bool,
+    /// OverlayFS even for an image that carries LiveOS/rootfs.img, which
+    /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
+    #[arg(long)]
+    pub overlayfs: bool,
+    #[arg(long)]
+    pub no_overlay: bool,
+    /// tmpfs or zram upper layer (metal.overlay).
+    #[arg(long, value_enum)]
+    pub upper: Option<Upper>,
+    #[arg(long)]
+    pub zram_size: Option<Size>,
+    #[arg(long)]
+    pub zram_comp: Option<String>,
+    #[arg(long)]
+    pub zram_fs: Option<String>,
+    #[arg(long, default_value_t = DEFAULT_OVERLAY_SIZE_MIB)]
+    pub tmpfs_size_mib: u64,
+    /// Lower device of / (seed 001).
+    #[arg(long)]
+    pub lower_device: Option<DevSpec>,
+    /// Lower device of /var (seed 001).
+    #[arg(long)]
+    pub var_lower_device: Option<DevSpec>,
+    /// The root is a whole iSCSI LUN of this target.
+    #[arg(long)]
+    pub iscsi_lun: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub lun: u32,
+    /// Where to mount the root.
+    #[arg(long, default_value = SYSROOT)]
+    pub target: PathBuf,
+    /// Seconds to wait for a device to appear.
+    #[arg(long, default_value_t = DEFAULT_DEVICE_TIMEOUT)]
+    pub device_timeout: u64,
+}
+
+impl Default for SysrootArgs {
+    fn default() -> Self {
+        SysrootArgs {
+            live_device: None,
+            live_dir: DEFAULT_LIVE_DIR.to_string(),
+            image: DEFAULT_SQUASHIMG.to_string(),
+            image_file: None,
+            copy_to_ram: false,
+            ram: None,
+            overlay_device: None,
+            overlay_path: None,
+            overlay_reset: false,
+            overlay_readonly: false,
+            overlayfs: false,
+            no_overlay: false,
+            upper: None,
+            zram_size: None,
+            zram_comp: None,
+            zram_fs: None,
+            tmpfs_size_mib: DEFAULT_OVERLAY_SIZE_MIB,
+            lower_device: None,
+            var_lower_device: None,
+            iscsi_lun: None,
+            lun: 0,
+            target: PathBuf::from(SYSROOT),
+            device_timeout: DEFAULT_DEVICE_TIMEOUT,
+        }
+    }
+}
+
+impl SysrootArgs {
+    /// Boot-to-RAM copy and squashfs have no upper layer to size.
+    pub fn has_tmpfs_upper(&self) -> bool {
+        !matches!(self.ram, Some(RamMode::Copy | RamMode::Squashfs))
+    }
+
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        a.opt_if("lower-device", self.lower_device.as_ref());
+        a.opt_if("var-lower-device", self.var_lower_device.as_ref());
+        if let Some(d) = &self.live_device {
+            // Explicit even at their defaults: `systemctl cat` shows the file.
+            a.opt("live-device", d);
+            a.opt("live-dir", &self.live_dir);
+            a.opt("image", &self.image);
+        }
+        a.flag("copy-to-ram", self.copy_to_ram);
+        if let Some(t) = &self.iscsi_lun {
+            a.opt("iscsi-lun", t);
+            a.opt("lun", self.lun);
+        }
+        a.path("image-file", self.image_file.as_deref());
+        a.opt_if("ram", self.ram.map(RamMode::as_arg));
+        a.opt_if("overlay-device", self.overlay_device.as_ref());
+        a.opt_if("overlay-path", self.overlay_path.as_ref());
+        a.flag("overlay-reset", self.overlay_reset);
+        a.flag("overlay-readonly", self.overlay_readonly);
+        a.flag("no-overlay", self.no_overlay);
+        a.opt_if("upper", self.upper.map(Upper::as_arg));
+        a.opt_if("zram-size", self.zram_size.as_ref());
+        a.opt_if("zram-comp", self.zram_comp.as_ref());
+        a.opt_if("zram-fs", self.zram_fs.as_ref());
+        a.flag("overlayfs", self.overlayfs);
+        if self.has_tmpfs_upper() {
+            a.opt("tmpfs-size-mib", self.tmpfs_size_mib);
+        }
+        if self.target != Path::new(SYSROOT) {
+            a.opt("target", self.target.display());
+        }
+        if self.device_timeout != DEFAULT_DEVICE_TIMEOUT {
+            a.opt("device-timeout", self.device_timeout);
+        }
+        a.0
+    }
+}
 
 const LIVE: &str = crate::kinds::LIVE_MNT;
 const BASE: &str = "/run/rootfsbase";

@@ -2,13 +2,50 @@
 //! Order: warnings and countdown, vgremove ceph*/metal*, wipe and stop md
 //! arrays, zero their members' superblocks, wipefs every disk, partprobe.
 
-use crate::cli::WipeArgs;
+use crate::args::Argv;
 use crate::sys::cmd::{run as sh, run_ok, settle};
+use crate::sys::disks::DiskArgs;
 use crate::sys::disks::{disks_under, layout_present, select_logged};
 use crate::sys::notify;
 use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
 use std::fs;
 use tracing::{info, warn};
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct WipeArgs {
+    #[command(flatten)]
+    pub disks: DiskArgs,
+    #[command(flatten)]
+    pub opts: WipeOpts,
+}
+
+/// The wipe's options that come straight from the command line
+/// (`Config::wipe`): a new one is a field here and a row in the parameter
+/// table.
+#[derive(Args, Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WipeOpts {
+    /// Seconds to wait so an operator can power off (metal.wipe-delay).
+    #[arg(long)]
+    pub wipe_delay: u64,
+}
+
+impl Default for WipeOpts {
+    fn default() -> Self {
+        // seed 000's default.
+        WipeOpts { wipe_delay: 5 }
+    }
+}
+
+impl WipeArgs {
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        self.disks.push(&mut a);
+        a.opt("wipe-delay", self.opts.wipe_delay);
+        a.0
+    }
+}
 
 const DOC: &str = "https://github.com/Cray-HPE/dracut-metal-mdsquash";
 
@@ -57,10 +94,10 @@ pub fn run(a: WipeArgs) -> Result<()> {
     warn!("Warning: nothing can be done to stop this except one one thing ...");
     warn!(
         "Warning: power this node off within the next [{}] seconds to cancel.",
-        a.wipe_delay
+        a.opts.wipe_delay
     );
     warn!("Warning: NOTE: this delay can be adjusted, see: {DOC}#metalwipe-delay)");
-    for left in (1..=a.wipe_delay).rev() {
+    for left in (1..=a.opts.wipe_delay).rev() {
         notify::status(&format!(
             "wiping local disks in {left} s (power off to cancel)"
         ));

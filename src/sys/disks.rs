@@ -1,11 +1,56 @@
 //! Finding the local disks metalroot may touch, by scanning sysfs, and the
 //! rules that choose among them. Every disk gets a logged reason.
 
+use crate::args::Argv;
 use crate::kinds::DiskId;
 use crate::sys::udev::by_label;
 use anyhow::{Context, Result};
+use clap::Args;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct DiskArgs {
+    /// Number of disks in the arrays (metal.disks).
+    #[arg(long)]
+    pub disks: u64,
+    /// Smallest disk considered, in GiB (metal.min-disk-size).
+    #[arg(long)]
+    pub min_disk_size_gib: u64,
+    /// Filesystem label of the image array (root=live:LABEL=).
+    #[arg(long)]
+    pub sqfs_label: String,
+    /// Filesystem label of the overlay array (rd.live.overlay=LABEL=).
+    #[arg(long)]
+    pub oval_label: String,
+    /// Only disks with these serial:<s> or wwn:<w> (metal.disk-allow).
+    #[arg(long = "allow")]
+    pub allow: Vec<DiskId>,
+    /// Never touch the disk holding this filesystem label (a file:// source).
+    #[arg(long = "protect-label")]
+    pub protect_label: Vec<String>,
+    /// Report what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Root of /sys and /dev (tests).
+    #[arg(long, default_value = "/", hide = true)]
+    pub sysroot_prefix: PathBuf,
+}
+
+impl DiskArgs {
+    pub(crate) fn push(&self, a: &mut Argv) {
+        a.opt("disks", self.disks);
+        a.opt("min-disk-size-gib", self.min_disk_size_gib);
+        a.opt("sqfs-label", &self.sqfs_label);
+        a.opt("oval-label", &self.oval_label);
+        a.each("allow", &self.allow);
+        a.each("protect-label", &self.protect_label);
+        a.flag("dry-run", self.dry_run);
+        if self.sysroot_prefix != Path::new("/") {
+            a.opt("sysroot-prefix", self.sysroot_prefix.display());
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Disk {
@@ -278,7 +323,7 @@ pub fn part_dev(disk: &str, n: u32) -> String {
 /// settled with enough eligible ones (or the wait runs out). Must come before
 /// anything looks at the disks, the search for an existing layout included:
 /// right after udev's trigger the disks may not be probed yet.
-pub fn wait_settled(a: &crate::args::DiskArgs) -> Result<()> {
+pub fn wait_settled(a: &DiskArgs) -> Result<()> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
@@ -329,7 +374,7 @@ pub fn wait_settled(a: &crate::args::DiskArgs) -> Result<()> {
 
 /// Scans (after `wait_settled`), logs every disk's verdict, and checks
 /// there are enough.
-pub fn select_logged(a: &crate::args::DiskArgs) -> Result<Vec<Disk>> {
+pub fn select_logged(a: &DiskArgs) -> Result<Vec<Disk>> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),

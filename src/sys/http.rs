@@ -1,31 +1,53 @@
 //! The HTTP client of every metalroot step, and the small GET that fetches
 //! a key with retries.
 
+use crate::args::Argv;
 use crate::sys::notify;
 use crate::sys::retry::backoff;
 use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
 use reqwest::blocking::Client;
+use serde::Serialize;
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// Statuses a server may recover from: retried with backoff.
 pub const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
 
+/// The HTTP client's options, given to every step that fetches (the image,
+/// a LUKS key); the parameters land here as they are (`Config::fetch`).
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HttpOpts {
+    /// Extra CA certificate file for https (metal.ca).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Resolve and connect over IPv4 only (metal.ipv4=1).
+    #[arg(long)]
+    pub ipv4: bool,
+}
+
+impl HttpOpts {
+    pub(crate) fn push(&self, a: &mut Argv) {
+        a.path("ca", self.ca.as_deref());
+        a.flag("ipv4", self.ipv4);
+    }
+}
+
 /// The HTTP client of every metalroot step: connect and read timeouts (a
 /// stalled server fails instead of hanging the boot), metal.ipv4, and the
 /// site's CA.
-pub fn client(ipv4: bool, ca: Option<&Path>) -> Result<Client> {
+pub fn client(o: &HttpOpts) -> Result<Client> {
     let mut b = Client::builder()
         .connect_timeout(Duration::from_secs(10))
         // Blocking reqwest applies this to each read: a stalled server fails.
         .timeout(Duration::from_secs(60))
         .user_agent(concat!("metalroot/", env!("CARGO_PKG_VERSION")));
-    if ipv4 {
+    if o.ipv4 {
         b = b.local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     }
-    if let Some(ca) = ca {
+    if let Some(ca) = &o.ca {
         let pem = fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         let cert = reqwest::Certificate::from_pem(&pem)
             .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
@@ -103,7 +125,11 @@ mod tests {
     #[test]
     fn small_get_retries_a_busy_server() {
         let url = serve(vec![("503 Service Unavailable", ""), ("200 OK", "the-key")]);
-        let c = client(true, None).unwrap();
+        let c = client(&HttpOpts {
+            ipv4: true,
+            ..Default::default()
+        })
+        .unwrap();
         let got = get_small(
             &c,
             &format!("{url}/k?tok=s3cr3t"),
@@ -116,7 +142,11 @@ mod tests {
     #[test]
     fn small_get_fails_at_once_on_forbidden_and_hides_the_token() {
         let url = serve(vec![("403 Forbidden", "")]);
-        let c = client(true, None).unwrap();
+        let c = client(&HttpOpts {
+            ipv4: true,
+            ..Default::default()
+        })
+        .unwrap();
         let t0 = Instant::now();
         let e = get_small(
             &c,
@@ -140,7 +170,11 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = client(true, None).unwrap();
+        let c = client(&HttpOpts {
+            ipv4: true,
+            ..Default::default()
+        })
+        .unwrap();
         let e = get_small(
             &c,
             &format!("http://127.0.0.1:{port}/k"),

@@ -58,7 +58,7 @@ inputs_hash() {
     {
         echo "builder=$BUILDER kver=$KVER"
         hash_inputs "${BASH_SOURCE[0]}" "$BIN/metalroot" "$BIN/metalroot-generator" \
-            "$BIN/man" "$UNITS" "$ADDON" "$CA"
+            "$REPO_ROOT/docs/man" "$UNITS" "$ADDON" "$CA"
         case "$BUILDER" in
             dracut) hash_inputs "$REPO_ROOT/dracut" ;;
             mkosi) hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi"; mkosi_apt_sources ;;
@@ -95,7 +95,7 @@ build_dracut() {
     # No host config: the test initrd must not depend on /etc/dracut.conf.d
     # of whoever runs it. Not compressed: see plain_cpio.
     mkdir -p "$CACHE/empty"
-    env METALROOT_BIN_DIR="$BIN" METALTEST_CA="$CA" "${unit_env[@]}" \
+    env METALROOT_BIN_DIR="$BIN" METALROOT_MAN_DIR="$REPO_ROOT/docs/man" METALTEST_CA="$CA" "${unit_env[@]}" \
         dracut --force --conf /dev/null --confdir "$CACHE/empty" \
         --kver "$KVER" --no-hostonly --no-hostonly-cmdline --no-early-microcode \
         --no-compress -m "$(echo $DRACUT_MODULES)" --drivers "$(echo $DRIVERS)" \
@@ -133,12 +133,10 @@ stage_mkosi_tree() {
     if [[ -d "$UNITS" ]]; then
         cp -a "$UNITS/." "$tree/usr/lib/systemd/system/"
     fi
-    # The man pages build.rs writes next to the binaries.
+    # The man pages, checked in under docs/man.
     local sec
     for sec in 7 8; do
-        if compgen -G "$BIN/man/*.$sec" >/dev/null; then
-            install -D -m 644 -t "$tree/usr/share/man/man$sec" "$BIN"/man/*."$sec"
-        fi
+        install -D -m 644 -t "$tree/usr/share/man/man$sec" "$REPO_ROOT"/docs/man/*."$sec"
     done
 }
 
