@@ -1,25 +1,24 @@
 #!/bin/bash
-# Build a test initrd containing metalroot and the test-only add-on.
+# Build a test initrd from metalroot's Debian package, as an operator does.
 #
 #   tests/vm/lib/build-initrd.sh dracut|mkosi OUT
 #
-# metalroot's binaries come from ${METALROOT_BIN_DIR:-target/release}:
-#   metalroot            -> /usr/bin/metalroot
-#   metalroot-generator  -> /usr/lib/systemd/system-generators/metalroot-generator
-#                           (if absent: a symlink to metalroot, for a
-#                           multi-call binary)
-#   units/*              -> /usr/lib/systemd/system/ (if the repo has units/)
+# The package: $METALROOT_DEB (default: the one .deb packaging/build left in
+# target/packages/).
 #
-# dracut: the product module dracut/90metalroot plus the test module
-#   tests/vm/initrd-addon/dracut/99metaltest, both symlinked into
-#   /usr/lib/dracut/modules.d/ (dracut finds modules only there).
-# mkosi: the top-level mkosi.conf, with the staged binaries in
-#   target/mkosi-tree/ and, given on the command line only, the guest
-#   kernel's module tree and the add-on tree.
+# dracut: the package is installed on this host (apt-get install ./….deb,
+#   as an operator installs it), which puts /usr/bin/metalroot, the
+#   generator symlink, the units and the module 90metalroot where dracut
+#   finds them; then `dracut --add metalroot` plus the test module
+#   tests/vm/initrd-addon/dracut/99metaltest (copied into
+#   /usr/lib/dracut/modules.d/, the only place dracut looks).
+# mkosi: the top-level mkosi.conf installs the package (VolatilePackages=
+#   metalroot) from the directory holding the .deb; given on the command
+#   line only: the guest kernel's module tree and the add-on tree.
 #
-# Cached: OUT is rebuilt only when the hash of its inputs (binaries, units,
-# module or mkosi config, add-on, guest kernel version, test CA, this script)
-# differs from OUT.stamp.
+# Cached: OUT is rebuilt only when the hash of its inputs (the .deb, the
+# add-on, mkosi config, guest kernel version, test CA, this script) differs
+# from OUT.stamp.
 set -euo pipefail
 
 # shellcheck source=common.sh
@@ -34,11 +33,8 @@ OUT=$(realpath -m "$2")
 
 KVER="$(guest_kver)"
 CA="$(ensure_test_cert)"
-BIN="$METALROOT_BIN_DIR"
-UNITS="$REPO_ROOT/units"
+DEB="$(metalroot_deb)" || die "no metalroot package: run packaging/build, or set METALROOT_DEB"
 ADDON="$VM_DIR/initrd-addon"
-
-[[ -x "$BIN/metalroot" ]] || die "no $BIN/metalroot: build it (cargo build --release) or set METALROOT_BIN_DIR"
 
 # Drivers for --drivers (dracut). The product module asks for the same set
 # in installkernel(); listing them here too keeps the test initrd honest if
@@ -49,30 +45,48 @@ virtio_pci md_mod raid0 raid1 raid10 dm_mod dm_snapshot dm_crypt dm_multipath
 dm_round_robin iscsi_tcp libiscsi scsi_transport_iscsi iscsi_ibft af_packet crc32c
 aesni_intel xts"
 
-# The slim module set from the bench notes, plus ours. `crypt` comes in as a
+# The slim module set from the bench notes; metalroot and the test module
+# are added with --add as an operator adds metalroot. `crypt` comes in as a
 # dependency of metalroot.
 DRACUT_MODULES="systemd systemd-initrd systemd-networkd dracut-systemd mdraid lvm dm
-udev-rules base fs-lib shutdown metalroot metaltest"
+udev-rules base fs-lib shutdown"
 
 inputs_hash() {
     {
         echo "builder=$BUILDER kver=$KVER"
-        hash_inputs "${BASH_SOURCE[0]}" "$BIN/metalroot" "$BIN/metalroot-generator" \
-            "$REPO_ROOT/docs/man" "$UNITS" "$ADDON" "$CA"
+        hash_inputs "${BASH_SOURCE[0]}" "$DEB" "$ADDON" "$CA"
         case "$BUILDER" in
-            dracut) hash_inputs "$REPO_ROOT/dracut" ;;
+            dracut) ;;
             mkosi) hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi"; mkosi_apt_sources ;;
         esac
     } | sha256sum | cut -d' ' -f1
 }
 
-# link_module NAME DIR: /usr/lib/dracut/modules.d/NAME -> DIR
-link_module() {
-    local link="/usr/lib/dracut/modules.d/$1"
-    if [[ -e "$link" && ! -L "$link" ]]; then
-        die "$link exists and is not our symlink; refusing to replace it"
+# install_deb_on_host: the package, installed as an operator installs it.
+# Its dependencies are among setup-host.sh's packages, so apt needs no
+# download. Older benches symlinked the module directory into the source
+# tree: dpkg would write the package's files through that link into the
+# tree, so such a link is removed first.
+install_deb_on_host() {
+    local mod=/usr/lib/dracut/modules.d/90metalroot
+    if [[ -L "$mod" ]]; then
+        log "removing the old bench's symlink $mod -> $(readlink "$mod")"
+        rm -f "$mod"
     fi
-    ln -sfn "$2" "$link"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        --reinstall "$DEB" >"$OUT.install.log" 2>&1 ||
+        { cat "$OUT.install.log" >&2; die "installing $DEB failed"; }
+    [[ "$(readlink -f /usr/lib/systemd/system-generators/metalroot-generator)" == /usr/bin/metalroot ]] ||
+        die "the package did not install the generator as a symlink to /usr/bin/metalroot"
+}
+
+# install_test_module: the test-only dracut module, copied (not linked) into
+# the one directory dracut reads modules from.
+install_test_module() {
+    local dir=/usr/lib/dracut/modules.d/99metaltest
+    [[ -L "$dir" ]] && rm -f "$dir"
+    rm -rf "$dir"
+    cp -r "$ADDON/dracut/99metaltest" "$dir"
 }
 
 # bench_omit_drivers: the guest kernel's network drivers other than
@@ -88,18 +102,16 @@ bench_omit_drivers() {
 }
 
 build_dracut() {
-    link_module 90metalroot "$REPO_ROOT/dracut/90metalroot"
-    link_module 99metaltest "$ADDON/dracut/99metaltest"
-    local unit_env=()
-    [[ -d "$UNITS" ]] && unit_env=(METALROOT_UNIT_DIR="$UNITS")
+    install_deb_on_host
+    install_test_module
     # No host config: the test initrd must not depend on /etc/dracut.conf.d
     # of whoever runs it. Not compressed: see plain_cpio.
     mkdir -p "$CACHE/empty"
-    env METALROOT_BIN_DIR="$BIN" METALROOT_MAN_DIR="$REPO_ROOT/docs/man" METALTEST_CA="$CA" "${unit_env[@]}" \
+    env METALTEST_CA="$CA" \
         dracut --force --conf /dev/null --confdir "$CACHE/empty" \
         --kver "$KVER" --no-hostonly --no-hostonly-cmdline --no-early-microcode \
-        --no-compress -m "$(echo $DRACUT_MODULES)" --drivers "$(echo $DRIVERS)" \
-        --omit-drivers "$(bench_omit_drivers)" \
+        --no-compress -m "$(echo $DRACUT_MODULES)" --add "metalroot metaltest" \
+        --drivers "$(echo $DRIVERS)" --omit-drivers "$(bench_omit_drivers)" \
         "$OUT.tmp" >"$OUT.log" 2>&1 ||
         { tail -n 40 "$OUT.log" >&2; die "dracut failed (log: $OUT.log)"; }
 }
@@ -119,25 +131,14 @@ mkosi_kernel_tree() {
     echo "$tree"
 }
 
-# The staged binaries that mkosi.conf's ExtraTrees=target/mkosi-tree names.
-stage_mkosi_tree() {
-    local tree="$REPO_ROOT/target/mkosi-tree"
-    rm -rf "$tree"
-    mkdir -p "$tree/usr/bin" "$tree/usr/lib/systemd/system-generators" "$tree/usr/lib/systemd/system"
-    install -m 755 "$BIN/metalroot" "$tree/usr/bin/metalroot"
-    if [[ -x "$BIN/metalroot-generator" ]]; then
-        install -m 755 "$BIN/metalroot-generator" "$tree/usr/lib/systemd/system-generators/metalroot-generator"
-    else
-        ln -s ../../../bin/metalroot "$tree/usr/lib/systemd/system-generators/metalroot-generator"
-    fi
-    if [[ -d "$UNITS" ]]; then
-        cp -a "$UNITS/." "$tree/usr/lib/systemd/system/"
-    fi
-    # The man pages, checked in under docs/man.
-    local sec
-    for sec in 7 8; do
-        install -D -m 644 -t "$tree/usr/share/man/man$sec" "$REPO_ROOT"/docs/man/*."$sec"
-    done
+# The directory mkosi installs metalroot from (--volatile-package-directory):
+# just the .deb, so mkosi's local repository holds nothing else.
+mkosi_package_dir() {
+    local dir="$CACHE/mkosi/packages"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$DEB" "$dir/"
+    echo "$dir"
 }
 
 # The test add-on as an extra tree: the emergency reporter plus the test CA
@@ -194,16 +195,16 @@ mkosi_pkgmngr_tree() {
 }
 
 build_mkosi() {
-    local ktree addon pkgmngr work="$CACHE/mkosi/work"
+    local ktree addon pkgmngr pkgdir work="$CACHE/mkosi/work"
     ktree="$(mkosi_kernel_tree)"
     addon="$(mkosi_addon_tree)"
     pkgmngr="$(mkosi_pkgmngr_tree)"
-    stage_mkosi_tree
+    pkgdir="$(mkosi_package_dir)"
     rm -rf "$work"
     mkdir -p "$work/out" "$work/ws" "$CACHE/mkosi/pkgcache"
     # --incremental: mkosi keeps the image as it was right after package
-    # installation and, next time, only lays the extra trees (metalroot's
-    # binaries, the add-on) on a copy: ~20 s instead of ~55 s. Its own
+    # installation and, next time, only installs the volatile package
+    # (metalroot) and lays the extra trees on a copy: ~20 s instead of ~55 s. Its own
     # cache invalidation is "rudimentary", so force a fresh one (-ff)
     # whenever the package-level inputs change (the apt sources too: a
     # changed mirror gets a fresh install).
@@ -218,6 +219,7 @@ build_mkosi() {
     (cd "$REPO_ROOT" && mkosi --directory "$REPO_ROOT" "${force[@]}" --incremental=yes \
         --output-dir "$work/out" --workspace-dir "$work/ws" \
         --cache-dir "$CACHE/mkosi/pkgcache" --package-manager-tree="$pkgmngr" \
+        --volatile-package-directory "$pkgdir" \
         --extra-tree "$ktree" --extra-tree "$addon" --package tar \
         build) >"$OUT.log" 2>&1 ||
         { tail -n 40 "$OUT.log" >&2; die "mkosi failed (log: $OUT.log)"; }

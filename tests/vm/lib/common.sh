@@ -14,14 +14,22 @@ _METALTEST_COMMON_SOURCED=1
 VM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO_ROOT="$(cd "$VM_DIR/../.." && pwd)"
 CACHE="${METALTEST_CACHE:-$REPO_ROOT/target/vm-cache}"
-# Where the metalroot binaries come from. Relative paths are taken from the
-# repository top so the scripts can be called from anywhere.
-METALROOT_BIN_DIR="${METALROOT_BIN_DIR:-target/release}"
-case "$METALROOT_BIN_DIR" in
-    /*) ;;
-    *) METALROOT_BIN_DIR="$REPO_ROOT/$METALROOT_BIN_DIR" ;;
-esac
-export METALROOT_BIN_DIR
+# metalroot_deb: the path of the Debian package the initrds are built from:
+# $METALROOT_DEB (relative paths from the repository top), else the one .deb
+# packaging/build left in target/packages/. Fails when there is none or
+# more than one.
+metalroot_deb() {
+    local deb="${METALROOT_DEB:-}" found
+    if [[ -n "$deb" ]]; then
+        [[ "$deb" == /* ]] || deb="$REPO_ROOT/$deb"
+        [[ -f "$deb" ]] || return 1
+        echo "$deb"
+        return 0
+    fi
+    found=("$REPO_ROOT"/target/packages/metalroot_*.deb)
+    [[ ${#found[@]} -eq 1 && -f "${found[0]}" ]] || return 1
+    echo "${found[0]}"
+}
 
 # log MSG...: timestamped progress on stderr, so stdout stays usable for
 # values a caller captures (the kernel version, paths).

@@ -36,6 +36,9 @@ PACKAGES=(
     nginx tgt openssl python3 curl
     # building the guest root
     debootstrap squashfs-tools
+    # metalroot's packages (packaging/build: rpmbuild) and mkosi's local
+    # apt repository, from which it installs the .deb (reprepro)
+    rpm reprepro
     # reading results
     jq tar
 )
