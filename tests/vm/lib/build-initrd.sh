@@ -12,6 +12,10 @@
 #   finds them; then `dracut --add metalroot` plus the test module
 #   tests/vm/initrd-addon/dracut/99metaltest (copied into
 #   /usr/lib/dracut/modules.d/, the only place dracut looks).
+# operator: what an operator builds for a fleet from the installed package:
+#   `dracut --no-hostonly --add metalroot`, with the host's own dracut
+#   configuration, nothing of the bench (no test module, no driver lists,
+#   compressed as dracut compresses by default).
 # mkosi: the top-level mkosi.conf installs the package (VolatilePackages=
 #   metalroot) from the directory holding the .deb; given on the command
 #   line only: the guest kernel's module tree and the add-on tree.
@@ -27,7 +31,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/mirror.sh"
 
 [[ $EUID -eq 0 ]] || die "build-initrd.sh must run as root"
-[[ $# -eq 2 ]] || die "usage: build-initrd.sh dracut|mkosi OUT"
+[[ $# -eq 2 ]] || die "usage: build-initrd.sh dracut|mkosi|operator OUT"
 BUILDER=$1
 OUT=$(realpath -m "$2")
 
@@ -57,6 +61,7 @@ inputs_hash() {
         hash_inputs "${BASH_SOURCE[0]}" "$DEB" "$ADDON" "$CA"
         case "$BUILDER" in
             dracut) ;;
+            operator) { dracut --version 2>/dev/null || true; }; hash_inputs /etc/dracut.conf /etc/dracut.conf.d ;;
             mkosi) hash_inputs "$REPO_ROOT/mkosi.conf" "$VM_DIR/mkosi"; mkosi_apt_sources ;;
         esac
     } | sha256sum | cut -d' ' -f1
@@ -113,6 +118,13 @@ build_dracut() {
         --no-compress -m "$(echo $DRACUT_MODULES)" --add "metalroot metaltest" \
         --drivers "$(echo $DRIVERS)" --omit-drivers "$(bench_omit_drivers)" \
         "$OUT.tmp" >"$OUT.log" 2>&1 ||
+        { tail -n 40 "$OUT.log" >&2; die "dracut failed (log: $OUT.log)"; }
+}
+
+# build_operator: the generic initrd an operator builds, and nothing else.
+build_operator() {
+    install_deb_on_host
+    dracut --force --no-hostonly --add metalroot --kver "$KVER" "$OUT.tmp" >"$OUT.log" 2>&1 ||
         { tail -n 40 "$OUT.log" >&2; die "dracut failed (log: $OUT.log)"; }
 }
 
@@ -254,9 +266,11 @@ main() {
     case "$BUILDER" in
         dracut) build_dracut ;;
         mkosi) build_mkosi ;;
-        *) die "unknown builder: $BUILDER (dracut|mkosi)" ;;
+        operator) build_operator ;;
+        *) die "unknown builder: $BUILDER (dracut|mkosi|operator)" ;;
     esac
-    plain_cpio "$OUT.tmp" || die "could not decompress $OUT.tmp"
+    # The operator's initrd stays as dracut made it.
+    [[ "$BUILDER" == operator ]] || plain_cpio "$OUT.tmp" || die "could not decompress $OUT.tmp"
     mv "$OUT.tmp" "$OUT"
     echo "$want" >"$OUT.stamp"
     log "$BUILDER initrd: $(du -h --apparent-size "$OUT" | cut -f1) in $((SECONDS - t0)) s"
