@@ -21,7 +21,7 @@ scenario_install_operator() {
     assert_serial_contains 'metalroot-generator: wrote [0-9]+ units and links'
     local u
     for u in wipe layout fetch sysroot handover; do
-        assert_serial_contains "Finished .{0,12}metalroot-$u\.service"
+        assert_serial_contains "Finished .{0,12}metalroot-$u\\.servic"  # systemd cuts long lines at the console width
     done
     check "no metalroot unit failed on the console" \
         bash -c "! grep -aE 'Failed to start .{0,12}metalroot|metalroot-generator: failed' '$SERIAL'"
@@ -34,4 +34,27 @@ scenario_install_operator() {
     assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| .*\[2/2\] \[UU\]')" 4 "each array with both members"
     assert_serial_contains '^OPERATOR\| (running|degraded)'
     assert_serial_contains '^OPERATOR\| active'
+}
+
+# The generator fails (issue 15): the package's binary, run as
+# metalroot-generator, panics (its test hook, reached through
+# systemd.setenv=, which systemd passes on to generators). The boot must stay
+# diagnosable from the console: the kmsg line naming the cause, then the
+# emergency shell with metalroot status printed by the package's
+# metalroot-emergency-status.service, naming the failed unit.
+scenario_install_generator_failure() {
+    vm_boot --initrd dracut --timeout 240 \
+        --append "metal.server=http://10.0.2.2:8080/ root=live:LABEL=SQFSRAID ip=dhcp rd.neednet=1 systemd.setenv=METALROOT_GENERATOR_TEST_PANIC=1"
+    assert_emergency
+    # The console: the generator's error line, then the status block.
+    assert_serial_contains 'metalroot-generator: failed: internal error: panicked at .*METALROOT_GENERATOR_TEST_PANIC is set; the boot will stop in the emergency shell'
+    assert_serial_contains '^metalroot status \(systemd via'
+    assert_serial_contains '^metalroot-cmdline-error.service +FAILED'
+    assert_serial_contains 'metalroot-generator failed: internal error'
+    # systemd's view, as `systemctl status` shows it in the emergency shell.
+    assert_file_contains failed-units.txt 'metalroot-cmdline-error\.service'
+    assert_file_contains status-metalroot.txt 'metalroot: the generator failed'
+    assert_file_contains status-metalroot.txt 'metalroot-generator failed: internal error: panicked at'
+    # Nothing else of a plan was written: no step ran.
+    assert_file_not_contains list-units-metalroot.txt 'metalroot-(wipe|layout|fetch|sysroot)'
 }

@@ -88,8 +88,8 @@ _ops_boot_driven() {
 }
 
 # The lines between two markers of the serial log, without CR.
-_ops_between() { # FROM_ERE TO_ERE
-    tr -d '\r' <"$SERIAL" | sed -nE "/$1/,/$2/p"
+_ops_between() { # FROM_ERE TO_ERE: the last block from FROM to TO
+    tr -d '\r' <"$SERIAL" | tac | sed -nE "/$2/,/$1/p" | tac
 }
 
 scenario_ops_status() {
@@ -113,6 +113,15 @@ scenario_ops_status() {
         --append "metal.server=http://10.0.2.2:8081/ metal.ram=overlay metal.fetch-timeout=30 ip=dhcp rd.neednet=1 metaltest.console"
     assert_emergency
     _ops_between '^metalroot status \(systemd via' '^OPS-STATUS-42' >"$RUN_DIR/status.txt"
+    # Before anyone typed: the package's metalroot-emergency-status.service
+    # (units/) printed the same status on the console ahead of the shell.
+    local auto prompt
+    auto=$(grep -anm1 '^metalroot status (systemd via' "$SERIAL" | cut -d: -f1)
+    prompt=$(grep -anm1 'Control-D to continue' "$SERIAL" | cut -d: -f1)
+    check "metalroot status printed on the console before the emergency prompt" \
+        test -n "$auto" -a -n "$prompt" -a "${auto:-0}" -lt "${prompt:-0}"
+    check "that status names the failed fetch" \
+        bash -c "sed -n '${auto:-1},${prompt:-1}p' '$SERIAL' | grep -q '^metalroot-fetch.service  FAILED: exit status 1'"
     # Wrapped lines (10 spaces, or 8 more than their first line in the
     # plan) joined again, for the assertions.
     awk '/^          / && NR > 1 { sub(/^ +/, " "); buf = buf $0; next }
