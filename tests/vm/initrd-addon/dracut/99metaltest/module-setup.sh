@@ -1,10 +1,11 @@
 #!/bin/bash
 # TEST ONLY dracut module: adds the metaltest emergency reporter (and the
-# bench's test CA) to an initrd. tests/vm/lib/build-initrd.sh symlinks it into
-# /usr/lib/dracut/modules.d/ and asks for it with -m; the product module is
-# dracut/90metalroot and never depends on this.
+# bench's test CA) to an initrd. tests/vm/lib/build-initrd.sh copies it into
+# /usr/lib/dracut/modules.d/ and asks for it with --add; the product module
+# is the package's 90metalroot and never depends on this.
 #
-# Files come from tests/vm/initrd-addon/tree (shared with the mkosi build).
+# METALTEST_TREE: tests/vm/initrd-addon/tree (shared with the mkosi build),
+# where the files come from (required).
 # METALTEST_CA: PEM file appended to the initrd's CA bundle (optional).
 
 # dracut sets moddir, initdir, systemdutildir, ... before sourcing this:
@@ -20,8 +21,11 @@ depends() {
 }
 
 install() {
-    local tree
-    tree="$(readlink -f "$moddir")/../../tree"
+    local tree="${METALTEST_TREE:-}"
+    [[ -d "$tree/usr/libexec/metaltest" ]] || {
+        derror "metaltest: METALTEST_TREE (tests/vm/initrd-addon/tree) is not set or not there"
+        return 1
+    }
 
     inst_simple "$tree/usr/lib/systemd/system/metaltest-emergency-report.service" \
         "$systemdsystemunitdir/metaltest-emergency-report.service"
