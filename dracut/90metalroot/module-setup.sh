@@ -36,10 +36,12 @@ METALROOT_OPTIONAL_TOOLS=(
 METALROOT_BIN=/usr/bin/metalroot
 
 # metalroot_generator_ok: the host's generator is the package's symlink to
-# /usr/bin/metalroot. Anything else (a separate file from an old build, a
-# link elsewhere) is refused by name rather than copied or re-linked.
+# /usr/bin/metalroot (in /usr/lib/systemd, where the packages put it, which
+# is $systemdutildir or, on a merged /usr, the same directory). Anything
+# else (a separate file from an old build, a link elsewhere) is refused by
+# name rather than copied or re-linked.
 metalroot_generator_ok() {
-    local gen="$dracutsysrootdir$systemdutildir/system-generators/metalroot-generator"
+    local gen="$dracutsysrootdir/usr/lib/systemd/system-generators/metalroot-generator"
     if [[ ! -L "$gen" ]]; then
         derror "metalroot: $gen is missing or not a symlink to $METALROOT_BIN; install the metalroot package"
         return 1
