@@ -184,6 +184,11 @@ pub static PARAMS: &[Param] = &[
     ),
     row(&["metal.ipv4"], Always, Bool(|c| &mut c.fetch.http.ipv4)),
     row(
+        &["metal.read-timeout"],
+        Always,
+        Number((5, 3600), |c| &mut c.fetch.http.read_timeout),
+    ),
+    row(
         &["metal.sqfs-md-size"],
         Always,
         Number((25, 100), |c| &mut c.layout.sqfs_size_gb),
