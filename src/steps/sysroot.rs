@@ -5,8 +5,8 @@
 
 use crate::args::{Argv, SYSROOT};
 use crate::kinds::{
-    RamMode, Size, Upper, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
-    DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
+    RamMode, Size, Upper, ZramComp, ZramFs, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB,
+    DEFAULT_SQUASHIMG, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
 };
 use crate::sys::cmd::run as sh;
 use crate::sys::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
@@ -58,10 +58,12 @@ pub struct SysrootArgs {
     pub upper: Option<Upper>,
     #[arg(long)]
     pub zram_size: Option<Size>,
+    /// Compression of the zram device (metal.zram-comp).
     #[arg(long)]
-    pub zram_comp: Option<String>,
-    #[arg(long)]
-    pub zram_fs: Option<String>,
+    pub zram_comp: Option<ZramComp>,
+    /// Filesystem on the zram device (metal.zram-fs).
+    #[arg(long, value_enum)]
+    pub zram_fs: Option<ZramFs>,
     #[arg(long, default_value_t = DEFAULT_OVERLAY_SIZE_MIB)]
     pub tmpfs_size_mib: u64,
     /// Lower device of / (seed 001).
@@ -144,7 +146,7 @@ impl SysrootArgs {
         a.opt_if("upper", self.upper.map(Upper::as_arg));
         a.opt_if("zram-size", self.zram_size.as_ref());
         a.opt_if("zram-comp", self.zram_comp.as_ref());
-        a.opt_if("zram-fs", self.zram_fs.as_ref());
+        a.opt_if("zram-fs", self.zram_fs.map(ZramFs::as_arg));
         a.flag("overlayfs", self.overlayfs);
         if self.has_tmpfs_upper() {
             a.opt("tmpfs-size-mib", self.tmpfs_size_mib);
@@ -617,19 +619,21 @@ fn zram(a: &SysrootArgs) -> Result<PathBuf> {
         }
         Size::Bytes(b) => b.to_string(),
     };
-    let comp = a.zram_comp.as_deref().unwrap_or(DEFAULT_ZRAM_COMP);
-    let fstype = a.zram_fs.as_deref().unwrap_or(DEFAULT_ZRAM_FS);
+    let comp = a.zram_comp.clone().unwrap_or_default().to_string();
+    let fstype = a.zram_fs.unwrap_or(DEFAULT_ZRAM_FS);
     sh(&["modprobe", "zram"]).ok();
-    let dev = sh(&["zramctl", "--find", "--size", &size, "--algorithm", comp])?;
+    let dev = sh(&["zramctl", "--find", "--size", &size, "--algorithm", &comp])?;
     let dev = dev.trim().to_string();
-    if fstype == "xfs" {
-        sh(&["mkfs.xfs", "-f", "-q", &dev])?;
-    } else {
-        sh(&["mkfs.ext4", "-q", "-F", &dev])?;
-    }
+    match fstype {
+        ZramFs::Xfs => sh(&["mkfs.xfs", "-f", "-q", &dev])?,
+        ZramFs::Ext4 => sh(&["mkfs.ext4", "-q", "-F", &dev])?,
+    };
     let m = PathBuf::from("/run/initramfs/zram");
     mount_dev(&dev, &m, false)?;
-    info!("zram upper layer {dev} ({size} bytes, {comp}, {fstype})");
+    info!(
+        "zram upper layer {dev} ({size} bytes, {comp}, {})",
+        fstype.as_arg()
+    );
     Ok(m)
 }
 
