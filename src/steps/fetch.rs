@@ -631,21 +631,28 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            image_url("http://pit/", "squashfs.img", false),
-            "http://pit/squashfs.img"
-        );
-        assert_eq!(
-            image_url("http://pit/x/squashfs.img", "squashfs.img", false),
-            "http://pit/x/squashfs.img"
-        );
-        assert_eq!(
-            image_url("https://s3/b?X-Amz-Signature=a%2Fb", "i.img", false),
-            "https://s3/b/i.img?X-Amz-Signature=a%2Fb"
-        );
-        assert_eq!(
-            image_url("http://h/a.img", "squashfs.img", true),
-            "http://h/a.img"
-        );
+        for (server, image, exact, want) in [
+            (
+                "http://pit/",
+                "squashfs.img",
+                false,
+                "http://pit/squashfs.img",
+            ),
+            (
+                "http://pit/x/squashfs.img",
+                "squashfs.img",
+                false,
+                "http://pit/x/squashfs.img",
+            ),
+            (
+                "https://s3/b?X-Amz-Signature=a%2Fb",
+                "i.img",
+                false,
+                "https://s3/b/i.img?X-Amz-Signature=a%2Fb",
+            ),
+            ("http://h/a.img", "squashfs.img", true, "http://h/a.img"),
+        ] {
+            assert_eq!(image_url(server, image, exact), want, "{server}");
+        }
     }
 }

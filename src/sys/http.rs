@@ -142,6 +142,14 @@ mod tests {
         url
     }
 
+    fn ipv4_client() -> Client {
+        client(&HttpOpts {
+            ipv4: true,
+            ..HttpOpts::default()
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_stalled_read_fails_after_the_read_timeout() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -170,11 +178,7 @@ mod tests {
     #[test]
     fn small_get_retries_a_busy_server() {
         let url = serve(vec![("503 Service Unavailable", ""), ("200 OK", "the-key")]);
-        let c = client(&HttpOpts {
-            ipv4: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = ipv4_client();
         let got = get_small(
             &c,
             &format!("{url}/k?tok=s3cr3t"),
@@ -187,11 +191,7 @@ mod tests {
     #[test]
     fn small_get_fails_at_once_on_forbidden_and_hides_the_token() {
         let url = serve(vec![("403 Forbidden", "")]);
-        let c = client(&HttpOpts {
-            ipv4: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = ipv4_client();
         let t0 = Instant::now();
         let e = get_small(
             &c,
@@ -215,11 +215,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = client(&HttpOpts {
-            ipv4: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = ipv4_client();
         let e = get_small(
             &c,
             &format!("http://127.0.0.1:{port}/k"),
