@@ -638,21 +638,14 @@ fn zram(a: &SysrootArgs) -> Result<PathBuf> {
 }
 
 fn wait_by_path(suffix: &str, secs: u64) -> Result<String> {
-    let start = std::time::Instant::now();
-    loop {
-        if let Ok(rd) = fs::read_dir("/dev/disk/by-path") {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if n.ends_with(suffix) {
-                    return Ok(e.path().to_string_lossy().to_string());
-                }
-            }
-        }
-        if start.elapsed().as_secs() > secs {
-            bail!("no device /dev/disk/by-path/*{suffix} within {secs} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    let what = format!("a device /dev/disk/by-path/*{suffix}");
+    crate::sys::retry::poll(&what, std::time::Duration::from_secs(secs), || {
+        fs::read_dir("/dev/disk/by-path")
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            .map(|e| e.path().to_string_lossy().to_string())
+    })
 }
 
 /// Seed 001: read-only lower devices for / and /var, upper on zram or tmpfs.
