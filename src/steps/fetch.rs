@@ -42,6 +42,7 @@ pub struct FetchArgs {
     /// Store the image on the filesystem with this label.
     #[arg(long, requires = "mount")]
     pub dest_label: Option<String>,
+    /// Where to mount that filesystem.
     #[arg(long)]
     pub mount: Option<PathBuf>,
     /// Directory on that filesystem (rd.live.dir).

@@ -24,10 +24,13 @@ const DEFAULT_DEVICE_TIMEOUT: u64 = 90;
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct SysrootArgs {
+    /// The live medium holding <live-dir>/<image> (root=live:).
     #[arg(long)]
     pub live_device: Option<DevSpec>,
+    /// Directory of the image on the live medium (rd.live.dir).
     #[arg(long, default_value = DEFAULT_LIVE_DIR)]
     pub live_dir: String,
+    /// File name of the squashfs image (rd.live.squashimg).
     #[arg(long, default_value = DEFAULT_SQUASHIMG)]
     pub image: String,
     /// The squashfs image file (already in RAM).
@@ -39,23 +42,29 @@ pub struct SysrootArgs {
     /// Boot-to-RAM mode: copy, squashfs or overlay (metal.ram).
     #[arg(long, value_enum)]
     pub ram: Option<RamMode>,
+    /// Persistent overlay device (rd.live.overlay=<devspec>).
     #[arg(long)]
     pub overlay_device: Option<DevSpec>,
+    /// Overlay directory or file on that device (rd.live.overlay=…:<path>).
     #[arg(long)]
     pub overlay_path: Option<String>,
+    /// Empty the persistent overlay first (rd.live.overlay.reset).
     #[arg(long)]
     pub overlay_reset: bool,
+    /// Mount the persistent overlay read-only (rd.live.overlay.readonly).
     #[arg(long)]
     pub overlay_readonly: bool,
     /// OverlayFS even for an image that carries LiveOS/rootfs.img, which
     /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
     #[arg(long)]
     pub overlayfs: bool,
+    /// No upper layer: the root is the read-only image (rd.live.overlay=none).
     #[arg(long)]
     pub no_overlay: bool,
     /// tmpfs or zram upper layer (metal.overlay).
     #[arg(long, value_enum)]
     pub upper: Option<Upper>,
+    /// Size of the zram device: N[KMGT] or N% of RAM (metal.zram-size).
     #[arg(long)]
     pub zram_size: Option<Size>,
     /// Compression of the zram device (metal.zram-comp).
@@ -64,6 +73,7 @@ pub struct SysrootArgs {
     /// Filesystem on the zram device (metal.zram-fs).
     #[arg(long, value_enum)]
     pub zram_fs: Option<ZramFs>,
+    /// Size of a tmpfs upper layer, in MiB (rd.live.overlay.size).
     #[arg(long, default_value_t = DEFAULT_OVERLAY_SIZE_MIB)]
     pub tmpfs_size_mib: u64,
     /// Lower device of / (seed 001).
@@ -75,6 +85,7 @@ pub struct SysrootArgs {
     /// The root is a whole iSCSI LUN of this target.
     #[arg(long)]
     pub iscsi_lun: Option<String>,
+    /// The LUN of --iscsi-lun.
     #[arg(long, default_value_t = 0)]
     pub lun: u32,
     /// Where to mount the root.
