@@ -95,6 +95,55 @@ impl Upper {
     }
 }
 
+/// `metal.zram-fs=`: the filesystem made on the zram upper device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ZramFs {
+    Xfs,
+    Ext4,
+}
+
+impl ZramFs {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            ZramFs::Xfs => "xfs",
+            ZramFs::Ext4 => "ext4",
+        }
+    }
+}
+
+/// `metal.zram-comp=`: a compression algorithm's name as zramctl takes it
+/// (which ones exist is the kernel's business: checked as a word only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ZramComp(String);
+
+impl FromStr for ZramComp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ZramComp, String> {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err("expected an algorithm name such as zstd, lz4 or lzo-rle".into());
+        }
+        Ok(ZramComp(s.to_string()))
+    }
+}
+
+impl Default for ZramComp {
+    fn default() -> Self {
+        ZramComp(DEFAULT_ZRAM_COMP.to_string())
+    }
+}
+
+impl fmt::Display for ZramComp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An entry of `metal.disk-allow=`: `serial:<s>` or `wwn:<w>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "by", content = "value", rename_all = "lowercase")]
@@ -295,7 +344,7 @@ pub const DEFAULT_FETCH_TIMEOUT: u64 = 1800;
 pub const DEFAULT_OVERLAY_SIZE_MIB: u64 = 32768;
 pub const DEFAULT_ZRAM_SIZE: Size = Size::PercentOfRam(50);
 pub const DEFAULT_ZRAM_COMP: &str = "zstd";
-pub const DEFAULT_ZRAM_FS: &str = "xfs";
+pub const DEFAULT_ZRAM_FS: ZramFs = ZramFs::Xfs;
 
 // Paths the plan writes into argv and the steps use, as dracut names them.
 /// Where the live medium is mounted, as dracut's dmsquash-live does.

@@ -108,21 +108,32 @@ impl Source {
             .ok_or_else(|| bad("expected http://, https:// or file://<dir>?LABEL=<label>"))?;
         match scheme.to_ascii_lowercase().as_str() {
             "http" | "https" => {
-                let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
-                let authority = &rest[..host_end];
-                let host = authority.rsplit('@').next().unwrap_or_default();
-                if host.is_empty() {
-                    return Err(bad("the URL has no host"));
-                }
                 if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(bad("the URL holds a space or control character"));
                 }
-                let has_password = authority.contains('@');
+                // The url crate reads `http:///y` as host `y`: an empty
+                // authority is refused first.
+                if rest.starts_with(['/', '?', '#']) {
+                    return Err(bad("the URL has no host"));
+                }
+                let u = url::Url::parse(v).map_err(|e| match e {
+                    url::ParseError::EmptyHost => bad("the URL has no host"),
+                    e => bad(&format!("not a URL: {e}")),
+                })?;
+                if u.host_str().is_none_or(str::is_empty) {
+                    return Err(bad("the URL has no host"));
+                }
+                // Any user info is a credential: kept out of argv.
+                let has_password = !u.username().is_empty() || u.password().is_some();
                 Ok(Source::Http {
                     url: v.to_string(),
                     has_password,
                 })
             }
+            // metalroot's own form, not an RFC 8089 file URL: the directory
+            // starts right after `//` (there is no host), so the url crate,
+            // which would take and lowercase its first part as a host, is
+            // not used here.
             "file" => {
                 let (dir, query) = rest
                     .split_once('?')
@@ -223,6 +234,8 @@ mod tests {
         ));
         assert!(Source::parse("m", Some("ftp://x/y")).is_err());
         assert!(Source::parse("m", Some("http:///y")).is_err());
+        assert!(Source::parse("m", Some("http://h:99999/y")).is_err());
+        assert!(Source::parse("m", Some("http://[::1/y")).is_err());
         let e = Source::parse("m", Some("scp://u:hunter2@h/y")).unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
         let s = Source::parse("m", Some("https://u:hunter2@h/y?X-Amz-Signature=abc")).unwrap();

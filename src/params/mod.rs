@@ -12,7 +12,7 @@ mod table;
 
 pub use crate::kinds::{DiskId, MdLevel, RamMode, Upper};
 use crate::kinds::{
-    Size, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG, DEFAULT_ZRAM_COMP,
+    Size, ZramComp, ZramFs, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
     DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE,
 };
 use crate::steps::{fetch::FetchOpts, iscsi::IscsiOpts, layout::LayoutOpts, wipe::WipeOpts};
@@ -109,8 +109,8 @@ pub struct Config {
     pub ram: Option<RamMode>,
     pub upper: Option<Upper>,
     pub zram_size: Size,
-    pub zram_comp: String,
-    pub zram_fs: String,
+    pub zram_comp: ZramComp,
+    pub zram_fs: ZramFs,
     pub trap: bool,
     pub disk_allow: Vec<DiskId>,
     pub dry_run: bool,
@@ -166,8 +166,8 @@ impl Default for Config {
             ram: None,
             upper: None,
             zram_size: DEFAULT_ZRAM_SIZE,
-            zram_comp: DEFAULT_ZRAM_COMP.into(),
-            zram_fs: DEFAULT_ZRAM_FS.into(),
+            zram_comp: ZramComp::default(),
+            zram_fs: DEFAULT_ZRAM_FS,
             trap: false,
             disk_allow: Vec::new(),
             dry_run: false,

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::error::ParamError;
 use crate::iscsi_spec;
-use crate::kinds::DiskId;
+use crate::kinds::{DiskId, ZramFs};
 use crate::redact::redact_url;
 use crate::values::{boolean, number, required, DevSpec, Size, Source};
 use clap::ValueEnum;
@@ -183,6 +183,11 @@ pub static PARAMS: &[Param] = &[
         Number((1, 1 << 20), |c| &mut c.min_disk_size_gib),
     ),
     row(&["metal.ipv4"], Always, Bool(|c| &mut c.fetch.http.ipv4)),
+    row(
+        &["metal.read-timeout"],
+        Always,
+        Number((5, 3600), |c| &mut c.fetch.http.read_timeout),
+    ),
     row(
         &["metal.sqfs-md-size"],
         Always,
@@ -422,14 +427,15 @@ pub static PARAMS: &[Param] = &[
         p.c.zram_size = Size::parse(k, v)?;
         Ok(())
     }),
-    row(
-        &["metal.zram-comp"],
-        Always,
-        Text(word, |c| &mut c.zram_comp),
-    ),
+    p(&["metal.zram-comp"], Always, |p, k, v| {
+        let s = required(k, v)?;
+        p.c.zram_comp = s.parse().map_err(|e: String| ParamError::new(k, s, e))?;
+        Ok(())
+    }),
     p(&["metal.zram-fs"], Always, |p, k, v| {
         p.c.zram_fs = match required(k, v)? {
-            f @ ("xfs" | "ext4") => f.to_string(),
+            "xfs" => ZramFs::Xfs,
+            "ext4" => ZramFs::Ext4,
             other => return Err(ParamError::new(k, other, "expected xfs or ext4")),
         };
         Ok(())

@@ -348,6 +348,10 @@ mod tests {
         build(Config::parse(&[], &split(line)).unwrap()).unwrap()
     }
 
+    fn step<'a>(p: &'a Plan, name: &str) -> &'a Step {
+        p.steps.iter().find(|s| s.name == name).unwrap()
+    }
+
     fn names(p: &Plan) -> Vec<&str> {
         p.steps.iter().map(|s| s.name.as_str()).collect()
     }
@@ -434,11 +438,7 @@ mod tests {
                 .filter(|s| s.name.starts_with("metalroot-iscsi-"))
                 .count();
             assert_eq!(n, 2, "{line}");
-            let sys = p
-                .steps
-                .iter()
-                .find(|s| s.name == "metalroot-sysroot")
-                .unwrap();
+            let sys = step(&p, "metalroot-sysroot");
             assert!(
                 sys.argv.contains(&s("iqn.a:root")),
                 "{line}: {:?}",
@@ -453,11 +453,7 @@ mod tests {
             "root=/dev/mapper/mpatha netroot=iscsi:10.0.0.1::3262::iqn.a:root \
              netroot=iscsi:10.0.0.1::3260::iqn.a:root rd.multipath=default",
         );
-        let mp = p
-            .steps
-            .iter()
-            .find(|s| s.name == "metalroot-multipath")
-            .unwrap();
+        let mp = step(&p, "metalroot-multipath");
         // Wants= + After=: the maps are built from the paths the logins gave.
         assert_eq!(
             mp.wants,
@@ -468,17 +464,9 @@ mod tests {
     #[test]
     fn rd_live_ram_with_server_caches_on_disk_then_copies() {
         let p = plan("metal.server=http://pit/ rd.live.ram=1");
-        let fetch = p
-            .steps
-            .iter()
-            .find(|s| s.name == "metalroot-fetch")
-            .unwrap();
+        let fetch = step(&p, "metalroot-fetch");
         assert!(fetch.argv.contains(&s("--dest-label")));
-        let sys = p
-            .steps
-            .iter()
-            .find(|s| s.name == "metalroot-sysroot")
-            .unwrap();
+        let sys = step(&p, "metalroot-sysroot");
         assert!(sys.argv.contains(&s("--copy-to-ram")));
     }
 

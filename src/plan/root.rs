@@ -52,7 +52,7 @@ pub fn plan(
             a.upper = Some(Upper::Zram);
             a.zram_size = Some(c.zram_size.clone());
             a.zram_comp = Some(c.zram_comp.clone());
-            a.zram_fs = Some(c.zram_fs.clone());
+            a.zram_fs = Some(c.zram_fs);
         }
         // A tmpfs upper is the step's default.
         (None, _) => {}

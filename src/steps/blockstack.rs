@@ -22,12 +22,16 @@ pub struct MultipathArgs {}
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct LuksArgs {
+    /// The LUKS device (metal.luks).
     #[arg(long)]
     pub device: DevSpec,
+    /// Name of the unlocked device, /dev/mapper/<name> (metal.luks.name).
     #[arg(long)]
     pub name: String,
+    /// The key is this systemd credential (metal.luks.key=cred:).
     #[arg(long)]
     pub key_credential: Option<String>,
+    /// A file holding the key's https URL (metal.luks.key=https://…).
     #[arg(long)]
     pub key_url_file: Option<PathBuf>,
     #[command(flatten)]
@@ -67,8 +71,10 @@ impl LuksArgs {
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct LvmArgs {
+    /// Activate the logical volumes read-only.
     #[arg(long)]
     pub readonly: bool,
+    /// Probe the partitions of this device first (the unlocked LUKS device).
     #[arg(long)]
     pub device: Option<String>,
 }

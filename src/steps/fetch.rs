@@ -42,6 +42,7 @@ pub struct FetchArgs {
     /// Store the image on the filesystem with this label.
     #[arg(long, requires = "mount")]
     pub dest_label: Option<String>,
+    /// Where to mount that filesystem.
     #[arg(long)]
     pub mount: Option<PathBuf>,
     /// Directory on that filesystem (rd.live.dir).
@@ -95,19 +96,39 @@ pub enum SourceKind {
     File,
 }
 
+/// One source as given: a URL (or labelled directory) in argv, or a file
+/// holding a URL with a password.
+enum Given<'a> {
+    Source(&'a ImageSource),
+    File(&'a PathBuf),
+}
+
 impl FetchArgs {
+    /// The sources in the order metal.server gave them: `order` interleaves
+    /// the two lists; any it does not cover (a hand-written argv) follow.
+    fn given(&self) -> Vec<Given<'_>> {
+        let (mut urls, mut files) = (self.sources.iter(), self.source_files.iter());
+        let mut out: Vec<Given> = self
+            .order
+            .iter()
+            .filter_map(|k| match k {
+                SourceKind::Url => urls.next().map(Given::Source),
+                SourceKind::File => files.next().map(Given::File),
+            })
+            .collect();
+        out.extend(urls.map(Given::Source));
+        out.extend(files.map(Given::File));
+        out
+    }
+
     pub fn to_argv(&self) -> Vec<String> {
         let mut a = Argv::default();
-        let (mut urls, mut files) = (self.sources.iter(), self.source_files.iter());
-        // Sources in their order; any the order does not cover after it.
-        for k in &self.order {
-            match k {
-                SourceKind::Url => a.each("source", urls.next()),
-                SourceKind::File => a.each("source-file", files.next().map(|p| p.display())),
+        for g in self.given() {
+            match g {
+                Given::Source(u) => a.opt("source", u),
+                Given::File(f) => a.opt("source-file", f.display()),
             }
         }
-        a.each("source", urls);
-        a.each("source-file", files.map(|p| p.display()));
         a.opt("image", &self.image);
         a.flag("exact-url", self.exact_url);
         a.path("dest-file", self.dest_file.as_deref());
@@ -176,9 +197,12 @@ fn shown(url: &str) -> String {
 }
 
 pub fn run(a: FetchArgs) -> Result<()> {
-    let mut sources = a.sources.clone();
-    for f in &a.source_files {
-        sources.push(ImageSource::Url(crate::sys::secrets::read(f)?));
+    let mut sources = Vec::new();
+    for g in a.given() {
+        sources.push(match g {
+            Given::Source(u) => u.clone(),
+            Given::File(f) => ImageSource::Url(crate::sys::secrets::read(f)?),
+        });
     }
     if sources.is_empty() {
         bail!("no image source given (metal.server)");
@@ -572,23 +596,64 @@ fn finish(dest: &Path, f: Fetched, expected: Option<&str>) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// metal.server's order holds when a password URL (a file) comes first.
+    #[test]
+    fn sources_keep_the_command_line_order() {
+        use crate::cli::{Cli, Cmd};
+        let argv = [
+            "metalroot",
+            "fetch",
+            "--source-file",
+            "/run/s1.url",
+            "--source",
+            "http://b/",
+            "--image",
+            "squashfs.img",
+            "--dest-file",
+            "/run/img",
+        ];
+        let Ok(Cli {
+            cmd: Cmd::Fetch(a), ..
+        }) = Cli::try_parse_ordered(argv)
+        else {
+            panic!("fetch argv does not parse");
+        };
+        let shown: Vec<String> = a
+            .given()
+            .iter()
+            .map(|g| match g {
+                Given::Source(u) => u.to_string(),
+                Given::File(f) => f.display().to_string(),
+            })
+            .collect();
+        assert_eq!(shown, ["/run/s1.url", "http://b/"]);
+        assert_eq!(a.to_argv()[..4], argv[2..6]);
+    }
+
     #[test]
     fn urls() {
-        assert_eq!(
-            image_url("http://pit/", "squashfs.img", false),
-            "http://pit/squashfs.img"
-        );
-        assert_eq!(
-            image_url("http://pit/x/squashfs.img", "squashfs.img", false),
-            "http://pit/x/squashfs.img"
-        );
-        assert_eq!(
-            image_url("https://s3/b?X-Amz-Signature=a%2Fb", "i.img", false),
-            "https://s3/b/i.img?X-Amz-Signature=a%2Fb"
-        );
-        assert_eq!(
-            image_url("http://h/a.img", "squashfs.img", true),
-            "http://h/a.img"
-        );
+        for (server, image, exact, want) in [
+            (
+                "http://pit/",
+                "squashfs.img",
+                false,
+                "http://pit/squashfs.img",
+            ),
+            (
+                "http://pit/x/squashfs.img",
+                "squashfs.img",
+                false,
+                "http://pit/x/squashfs.img",
+            ),
+            (
+                "https://s3/b?X-Amz-Signature=a%2Fb",
+                "i.img",
+                false,
+                "https://s3/b/i.img?X-Amz-Signature=a%2Fb",
+            ),
+            ("http://h/a.img", "squashfs.img", true, "http://h/a.img"),
+        ] {
+            assert_eq!(image_url(server, image, exact), want, "{server}");
+        }
     }
 }

@@ -12,13 +12,16 @@ use tracing::{info, warn};
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct HandoverArgs {
+    /// The assembled root to hand over.
     #[arg(long, default_value = SYSROOT)]
     pub root: PathBuf,
     /// Write fstab entries for the seed-000 arrays.
     #[arg(long)]
     pub metal_arrays: bool,
+    /// Carry the iSCSI sessions over: iscsid config and service in the root.
     #[arg(long)]
     pub iscsi: bool,
+    /// Carry multipath over: multipath.conf and multipathd in the root.
     #[arg(long)]
     pub multipath: bool,
 }

@@ -23,18 +23,25 @@ pub struct IscsiArgs {
     pub firmware: bool,
     #[command(flatten)]
     pub opts: IscsiOpts,
+    /// The target portal, address:port (netroot=iscsi:).
     #[arg(long)]
     pub portal: Option<String>,
+    /// Discover targets at this portal first (metal.iscsi.discovery).
     #[arg(long = "discover")]
     pub discover: Vec<String>,
+    /// CHAP credentials for discovery (0600 file of key=value lines).
     #[arg(long)]
     pub discovery_auth_file: Option<PathBuf>,
+    /// Target portal group tag (rd.iscsi.target.group).
     #[arg(long)]
     pub group: Option<u32>,
+    /// Network interface to bind the session to (netroot=iscsi:…:<iface>).
     #[arg(long)]
     pub iface: Option<String>,
+    /// The target IQN to log in to.
     #[arg(long)]
     pub target: Option<String>,
+    /// The LUN whose device the login waits for.
     #[arg(long, default_value_t = 0)]
     pub lun: u32,
     /// CHAP credentials (0600 file of key=value lines).

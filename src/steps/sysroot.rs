@@ -5,8 +5,8 @@
 
 use crate::args::{Argv, SYSROOT};
 use crate::kinds::{
-    RamMode, Size, Upper, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB, DEFAULT_SQUASHIMG,
-    DEFAULT_ZRAM_COMP, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
+    RamMode, Size, Upper, ZramComp, ZramFs, DEFAULT_LIVE_DIR, DEFAULT_OVERLAY_SIZE_MIB,
+    DEFAULT_SQUASHIMG, DEFAULT_ZRAM_FS, DEFAULT_ZRAM_SIZE, RAM_IMAGE,
 };
 use crate::sys::cmd::run as sh;
 use crate::sys::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
@@ -24,10 +24,13 @@ const DEFAULT_DEVICE_TIMEOUT: u64 = 90;
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct SysrootArgs {
+    /// The live medium holding <live-dir>/<image> (root=live:).
     #[arg(long)]
     pub live_device: Option<DevSpec>,
+    /// Directory of the image on the live medium (rd.live.dir).
     #[arg(long, default_value = DEFAULT_LIVE_DIR)]
     pub live_dir: String,
+    /// File name of the squashfs image (rd.live.squashimg).
     #[arg(long, default_value = DEFAULT_SQUASHIMG)]
     pub image: String,
     /// The squashfs image file (already in RAM).
@@ -39,29 +42,38 @@ pub struct SysrootArgs {
     /// Boot-to-RAM mode: copy, squashfs or overlay (metal.ram).
     #[arg(long, value_enum)]
     pub ram: Option<RamMode>,
+    /// Persistent overlay device (rd.live.overlay=<devspec>).
     #[arg(long)]
     pub overlay_device: Option<DevSpec>,
+    /// Overlay directory or file on that device (rd.live.overlay=…:<path>).
     #[arg(long)]
     pub overlay_path: Option<String>,
+    /// Empty the persistent overlay first (rd.live.overlay.reset).
     #[arg(long)]
     pub overlay_reset: bool,
+    /// Mount the persistent overlay read-only (rd.live.overlay.readonly).
     #[arg(long)]
     pub overlay_readonly: bool,
     /// OverlayFS even for an image that carries LiveOS/rootfs.img, which
     /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
     #[arg(long)]
     pub overlayfs: bool,
+    /// No upper layer: the root is the read-only image (rd.live.overlay=none).
     #[arg(long)]
     pub no_overlay: bool,
     /// tmpfs or zram upper layer (metal.overlay).
     #[arg(long, value_enum)]
     pub upper: Option<Upper>,
+    /// Size of the zram device: N[KMGT] or N% of RAM (metal.zram-size).
     #[arg(long)]
     pub zram_size: Option<Size>,
+    /// Compression of the zram device (metal.zram-comp).
     #[arg(long)]
-    pub zram_comp: Option<String>,
-    #[arg(long)]
-    pub zram_fs: Option<String>,
+    pub zram_comp: Option<ZramComp>,
+    /// Filesystem on the zram device (metal.zram-fs).
+    #[arg(long, value_enum)]
+    pub zram_fs: Option<ZramFs>,
+    /// Size of a tmpfs upper layer, in MiB (rd.live.overlay.size).
     #[arg(long, default_value_t = DEFAULT_OVERLAY_SIZE_MIB)]
     pub tmpfs_size_mib: u64,
     /// Lower device of / (seed 001).
@@ -73,6 +85,7 @@ pub struct SysrootArgs {
     /// The root is a whole iSCSI LUN of this target.
     #[arg(long)]
     pub iscsi_lun: Option<String>,
+    /// The LUN of --iscsi-lun.
     #[arg(long, default_value_t = 0)]
     pub lun: u32,
     /// Where to mount the root.
@@ -144,7 +157,7 @@ impl SysrootArgs {
         a.opt_if("upper", self.upper.map(Upper::as_arg));
         a.opt_if("zram-size", self.zram_size.as_ref());
         a.opt_if("zram-comp", self.zram_comp.as_ref());
-        a.opt_if("zram-fs", self.zram_fs.as_ref());
+        a.opt_if("zram-fs", self.zram_fs.map(ZramFs::as_arg));
         a.flag("overlayfs", self.overlayfs);
         if self.has_tmpfs_upper() {
             a.opt("tmpfs-size-mib", self.tmpfs_size_mib);
@@ -617,38 +630,33 @@ fn zram(a: &SysrootArgs) -> Result<PathBuf> {
         }
         Size::Bytes(b) => b.to_string(),
     };
-    let comp = a.zram_comp.as_deref().unwrap_or(DEFAULT_ZRAM_COMP);
-    let fstype = a.zram_fs.as_deref().unwrap_or(DEFAULT_ZRAM_FS);
+    let comp = a.zram_comp.clone().unwrap_or_default().to_string();
+    let fstype = a.zram_fs.unwrap_or(DEFAULT_ZRAM_FS);
     sh(&["modprobe", "zram"]).ok();
-    let dev = sh(&["zramctl", "--find", "--size", &size, "--algorithm", comp])?;
+    let dev = sh(&["zramctl", "--find", "--size", &size, "--algorithm", &comp])?;
     let dev = dev.trim().to_string();
-    if fstype == "xfs" {
-        sh(&["mkfs.xfs", "-f", "-q", &dev])?;
-    } else {
-        sh(&["mkfs.ext4", "-q", "-F", &dev])?;
-    }
+    match fstype {
+        ZramFs::Xfs => sh(&["mkfs.xfs", "-f", "-q", &dev])?,
+        ZramFs::Ext4 => sh(&["mkfs.ext4", "-q", "-F", &dev])?,
+    };
     let m = PathBuf::from("/run/initramfs/zram");
     mount_dev(&dev, &m, false)?;
-    info!("zram upper layer {dev} ({size} bytes, {comp}, {fstype})");
+    info!(
+        "zram upper layer {dev} ({size} bytes, {comp}, {})",
+        fstype.as_arg()
+    );
     Ok(m)
 }
 
 fn wait_by_path(suffix: &str, secs: u64) -> Result<String> {
-    let start = std::time::Instant::now();
-    loop {
-        if let Ok(rd) = fs::read_dir("/dev/disk/by-path") {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if n.ends_with(suffix) {
-                    return Ok(e.path().to_string_lossy().to_string());
-                }
-            }
-        }
-        if start.elapsed().as_secs() > secs {
-            bail!("no device /dev/disk/by-path/*{suffix} within {secs} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    let what = format!("a device /dev/disk/by-path/*{suffix}");
+    crate::sys::retry::poll(&what, std::time::Duration::from_secs(secs), || {
+        fs::read_dir("/dev/disk/by-path")
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            .map(|e| e.path().to_string_lossy().to_string())
+    })
 }
 
 /// Seed 001: read-only lower devices for / and /var, upper on zram or tmpfs.

@@ -85,23 +85,17 @@ pub struct Rules {
 
 /// Why a disk is (not) eligible; `None` means eligible.
 pub fn refusal(d: &Disk, r: &Rules) -> Option<String> {
-    if d.usb {
-        return Some("USB device (never wiped)".into());
-    }
-    if d.removable {
-        return Some("removable medium".into());
-    }
-    if d.cdrom {
-        return Some("optical/live medium".into());
-    }
-    if d.read_only {
-        return Some("read-only".into());
-    }
-    if d.iscsi {
-        return Some("iSCSI LUN".into());
-    }
-    if d.multipath {
-        return Some("multipath path".into());
+    for (hit, why) in [
+        (d.usb, "USB device (never wiped)"),
+        (d.removable, "removable medium"),
+        (d.cdrom, "optical/live medium"),
+        (d.read_only, "read-only"),
+        (d.iscsi, "iSCSI LUN"),
+        (d.multipath, "multipath path"),
+    ] {
+        if hit {
+            return Some(why.into());
+        }
     }
     if let Some(l) = &d.protected_by {
         return Some(format!("holds LABEL={l}, the image source"));

@@ -13,12 +13,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
+/// How long a read may stall, in seconds, when metal.read-timeout is not given.
+const DEFAULT_READ_TIMEOUT: u64 = 60;
+
 /// Statuses a server may recover from: retried with backoff.
 pub const RETRY_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
 
 /// The HTTP client's options, given to every step that fetches (the image,
 /// a LUKS key); the parameters land here as they are (`Config::fetch`).
-#[derive(Args, Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Args, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpOpts {
     /// Extra CA certificate file for https (metal.ca).
     #[arg(long)]
@@ -26,12 +29,29 @@ pub struct HttpOpts {
     /// Resolve and connect over IPv4 only (metal.ipv4=1).
     #[arg(long)]
     pub ipv4: bool,
+    /// Seconds a read may stall before the request fails and is retried
+    /// (metal.read-timeout).
+    #[arg(long, default_value_t = DEFAULT_READ_TIMEOUT)]
+    pub read_timeout: u64,
+}
+
+impl Default for HttpOpts {
+    fn default() -> Self {
+        HttpOpts {
+            ca: None,
+            ipv4: false,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+        }
+    }
 }
 
 impl HttpOpts {
     pub(crate) fn push(&self, a: &mut Argv) {
         a.path("ca", self.ca.as_deref());
         a.flag("ipv4", self.ipv4);
+        if self.read_timeout != DEFAULT_READ_TIMEOUT {
+            a.opt("read-timeout", self.read_timeout);
+        }
     }
 }
 
@@ -42,7 +62,7 @@ pub fn client(o: &HttpOpts) -> Result<Client> {
     let mut b = Client::builder()
         .connect_timeout(Duration::from_secs(10))
         // Blocking reqwest applies this to each read: a stalled server fails.
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(o.read_timeout))
         .user_agent(concat!("metalroot/", env!("CARGO_PKG_VERSION")));
     if o.ipv4 {
         b = b.local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
@@ -122,14 +142,43 @@ mod tests {
         url
     }
 
+    fn ipv4_client() -> Client {
+        client(&HttpOpts {
+            ipv4: true,
+            ..HttpOpts::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stalled_read_fails_after_the_read_timeout() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/img", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            // Promises 10 bytes, sends 3, then stalls.
+            let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+            std::thread::sleep(Duration::from_secs(30));
+        });
+        let o = HttpOpts {
+            read_timeout: 1,
+            ..HttpOpts::default()
+        };
+        let e = client(&o)
+            .unwrap()
+            .get(&url)
+            .send()
+            .and_then(|r| r.bytes())
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+    }
+
     #[test]
     fn small_get_retries_a_busy_server() {
         let url = serve(vec![("503 Service Unavailable", ""), ("200 OK", "the-key")]);
-        let c = client(&HttpOpts {
-            ipv4: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = ipv4_client();
         let got = get_small(
             &c,
             &format!("{url}/k?tok=s3cr3t"),
@@ -142,11 +191,7 @@ mod tests {
     #[test]
     fn small_get_fails_at_once_on_forbidden_and_hides_the_token() {
         let url = serve(vec![("403 Forbidden", "")]);
-        let c = client(&HttpOpts {
-            ipv4: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = ipv4_client();
         let t0 = Instant::now();
         let e = get_small(
             &c,
@@ -170,11 +215,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = client(&HttpOpts {
-            ipv4: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = ipv4_client();
         let e = get_small(
             &c,
             &format!("http://127.0.0.1:{port}/k"),

@@ -1,28 +1,17 @@
 //! Mounting with `nix`, read-only loop devices, and waiting for udev.
 
 use crate::sys::cmd::run;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits until `path` exists (a udev symlink), up to `secs` seconds.
 pub fn wait_for(path: &str, secs: u64) -> Result<()> {
-    let start = Instant::now();
-    let mut logged = false;
-    while !Path::new(path).exists() {
-        if start.elapsed() > Duration::from_secs(secs) {
-            bail!("{path} did not appear within {secs} s");
-        }
-        if !logged && start.elapsed() > Duration::from_secs(2) {
-            crate::sys::notify::status(&format!("waiting for {path}"));
-            tracing::info!("waiting up to {secs} s for {path}");
-            logged = true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
+    crate::sys::retry::poll(path, Duration::from_secs(secs), || {
+        Path::new(path).exists().then_some(())
+    })
 }
 
 pub fn is_mountpoint(path: &Path) -> bool {
