@@ -102,7 +102,9 @@ fn pages() -> BTreeMap<String, Vec<u8>> {
         .after_long_help(
             "ENVIRONMENT: SYSTEMD_PROC_CMDLINE replaces /proc/cmdline; \
              METALROOT_GENERATOR_ROOT (tests) reads proc/cmdline, etc/metalroot.conf and \
-             writes run/metalroot under this directory instead of /.\n\n\
+             writes run/metalroot under this directory instead of /; \
+             METALROOT_GENERATOR_TEST_PANIC (tests) makes it panic after reading its input, \
+             to exercise its failure path.\n\n\
              SEE ALSO: metalroot(7), metalroot(8), systemd.generator(7), bootup(7)",
         );
     out.extend([render(
