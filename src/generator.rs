@@ -90,6 +90,7 @@ pub fn fail_boot(root: &Path, normal: Option<&Path>, cause: &str, log: &mut Kmsg
     let cause = scrub(cause);
     let message = format!("metalroot-generator failed: {cause}");
     let written = normal.map(|dir| {
+        remove_ours(dir);
         write_entries(
             dir,
             &crate::units::render_failure("metalroot: the generator failed", &message),
@@ -196,18 +197,17 @@ pub fn run(root: &Path, normal_dir: &Path, log: &mut Kmsg) -> Result<Generated> 
     for n in &g.notes {
         log.log(4, n);
     }
-    if std::env::var_os("METALROOT_GENERATOR_TEST_PANIC").is_some() {
-        // Test hook for the failure path (tests/generator_failure.rs).
-        panic!("METALROOT_GENERATOR_TEST_PANIC is set");
-    }
-    // The secrets and the plan before the units that use them; units
-    // written before a failure are removed again, so a failed run leaves
-    // no half a plan (a wipe without the steps after it) behind.
+    // The secrets and the plan before the units that use them. Units
+    // written before a failure are removed by `fail_boot`, so a failed run
+    // leaves no half a plan (a wipe without the steps after it) behind.
     write_secrets(root, &g)?;
     write_plan(root, &g)?;
-    if let Err(e) = write_entries(normal_dir, &g.entries) {
-        remove_entries(normal_dir, &g.entries);
-        return Err(e);
+    write_entries(normal_dir, &g.entries)?;
+    if std::env::var_os("METALROOT_GENERATOR_TEST_PANIC").is_some() {
+        // Test hook for the failure path (tests/generator.rs and the VM
+        // scenario install-generator-failure): a panic once the units
+        // are written, which the panic hook must take back.
+        panic!("METALROOT_GENERATOR_TEST_PANIC is set");
     }
     if !g.entries.is_empty() && g.error.is_none() {
         log.log(6, &format!("wrote {} units and links", g.entries.len()));
@@ -236,11 +236,28 @@ pub fn write_entries(dir: &Path, entries: &[Entry]) -> Result<()> {
     Ok(())
 }
 
-/// Removes what [`write_entries`] may have written (errors ignored: it
-/// runs on the way out of a failure).
-fn remove_entries(dir: &Path, entries: &[Entry]) {
-    for e in entries {
-        let _ = fs::remove_file(dir.join(e.path()));
+/// Removes every unit and link of metalroot's from the output directory
+/// (`metalroot-*` files, and `metalroot-*` links in `*.wants/` and
+/// `*.requires/`), whatever a failed run got to write: other generators
+/// never use these names. Errors are ignored: it runs on the way out of a
+/// failure, maybe from the panic hook.
+fn remove_ours(dir: &Path) {
+    let ours = |e: &fs::DirEntry| e.file_name().to_string_lossy().starts_with("metalroot-");
+    let Ok(top) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in top.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && (name.ends_with(".wants") || name.ends_with(".requires")) {
+            if let Ok(links) = fs::read_dir(e.path()) {
+                for l in links.flatten().filter(|l| ours(l)) {
+                    let _ = fs::remove_file(l.path());
+                }
+            }
+        } else if !is_dir && ours(&e) {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 
