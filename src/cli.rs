@@ -4,7 +4,7 @@
 
 // Each step's arguments live with the step.
 pub use crate::steps::blockstack::{LuksArgs, LvmArgs, MultipathArgs};
-pub use crate::steps::fetch::{FetchArgs, SourceKind};
+pub use crate::steps::fetch::{FetchArgs, ImageArgs, SourceKind};
 pub use crate::steps::handover::HandoverArgs;
 pub use crate::steps::iscsi::IscsiArgs;
 pub use crate::steps::layout::LayoutArgs;
@@ -29,8 +29,8 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// `try_parse_from`, plus what clap's lists lose: the order of fetch's
-    /// `--source` and `--source-file`.
+    /// `try_parse_from`, plus what clap's lists lose: the order of
+    /// `--source` and `--source-file` (fetch, and the wipe's preflight).
     pub fn try_parse_ordered<I, T>(argv: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -40,14 +40,19 @@ impl Cli {
         let mut cmd = Cli::command();
         let m = cmd.try_get_matches_from_mut(argv)?;
         let mut cli = Cli::from_arg_matches(&m).map_err(|e| e.format(&mut cmd))?;
-        if let (Cmd::Fetch(a), Some(("fetch", sm))) = (&mut cli.cmd, m.subcommand()) {
+        let src = match &mut cli.cmd {
+            Cmd::Fetch(a) => Some(&mut a.src),
+            Cmd::Wipe(a) => Some(&mut a.src),
+            _ => None,
+        };
+        if let (Some(src), Some((_, sm))) = (src, m.subcommand()) {
             let at = |id: &str| sm.indices_of(id).into_iter().flatten();
             let mut kinds: Vec<(usize, SourceKind)> = at("sources")
                 .map(|i| (i, SourceKind::Url))
                 .chain(at("source_files").map(|i| (i, SourceKind::File)))
                 .collect();
             kinds.sort_by_key(|(i, _)| *i);
-            a.order = kinds.into_iter().map(|(_, k)| k).collect();
+            src.order = kinds.into_iter().map(|(_, k)| k).collect();
         }
         Ok(cli)
     }

@@ -173,6 +173,11 @@ pub static PARAMS: &[Param] = &[
     }),
     row(&["metal.no-wipe"], Always, Bool(|c| &mut c.no_wipe)),
     row(
+        &["metal.wipe-anyway"],
+        Always,
+        Bool(|c| &mut c.wipe.wipe_anyway),
+    ),
+    row(
         &["metal.wipe-delay"],
         Always,
         Number((2, 60), |c| &mut c.wipe.wipe_delay),

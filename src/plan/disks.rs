@@ -1,8 +1,9 @@
 //! Seed 000's local disks: wipe, then build or assemble the RAID layout.
 
-use super::{s, Step, DEFAULT_OVAL_LABEL, DEFAULT_SQFS_LABEL};
+use super::{s, Net, Step, DEFAULT_OVAL_LABEL, DEFAULT_SQFS_LABEL};
 use crate::cli::Cmd;
-use crate::cli::{DiskArgs, LayoutArgs, WipeArgs};
+use crate::cli::{DiskArgs, ImageArgs, LayoutArgs, WipeArgs};
+use crate::kinds::ImageSource;
 use crate::params::{Config, OverlayDev, Root};
 use crate::values::Source;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ fn oval_label(c: &Config) -> String {
 
 /// The wipe (unless metal.no-wipe) and the layout; both wait for `logins`
 /// so that network LUNs are visible, and refused, when disks are chosen.
-pub fn plan(c: &Config, logins: &[String]) -> Vec<Step> {
+pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
     let disks = DiskArgs {
         disks: c.disks,
         min_disk_size_gib: c.min_disk_size_gib,
@@ -57,10 +58,19 @@ pub fn plan(c: &Config, logins: &[String]) -> Vec<Step> {
             Cmd::Wipe(WipeArgs {
                 disks: disks.clone(),
                 opts: c.wipe.clone(),
+                layout: c.layout.clone(),
+                src: src.clone(),
+                fetch: c.fetch.clone(),
             }),
         );
         st.destructive = !c.dry_run;
-        st.timeout_sec = Some(600);
+        // The preflight waits for the image server up to metal.fetch-timeout.
+        st.timeout_sec = Some(600 + c.fetch.timeout);
+        if !src.source_files.is_empty()
+            || src.sources.iter().any(|s| matches!(s, ImageSource::Url(_)))
+        {
+            st.net = Net::Online;
+        }
         st.wants.extend(logins.iter().cloned());
         steps.push(st);
     }

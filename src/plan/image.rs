@@ -2,7 +2,7 @@
 
 use super::{s, Net, Secret, Step, LIVE_MNT, RAM_IMAGE, SECRETS_DIR};
 use crate::cli::Cmd;
-use crate::cli::{FetchArgs, SourceKind};
+use crate::cli::{FetchArgs, ImageArgs, SourceKind};
 use crate::kinds::ImageSource;
 use crate::params::{Config, Root};
 use crate::values::Source;
@@ -34,12 +34,9 @@ impl Image {
     }
 }
 
-/// The fetch step, after the layout when the disks are paved. Sources with
-/// a password go to 0600 files, never into argv.
-pub fn plan(c: &Config, image: &Image, paves: bool, secrets: &mut Vec<Secret>) -> Option<Step> {
-    if !image.fetched() {
-        return None;
-    }
+/// The image's sources as the fetch and the wipe's preflight take them.
+/// Sources with a password go to 0600 files (once), never into argv.
+pub fn sources(c: &Config, image: &Image, secrets: &mut Vec<Secret>) -> ImageArgs {
     let mut sources = Vec::new();
     let mut source_files = Vec::new();
     let mut order = Vec::new();
@@ -66,12 +63,23 @@ pub fn plan(c: &Config, image: &Image, paves: bool, secrets: &mut Vec<Secret>) -
         }
         order.push(SourceKind::Url);
     }
-    let on_array = !image.in_ram;
-    let args = FetchArgs {
+    ImageArgs {
         sources,
         source_files,
         image: c.squashimg.clone(),
         exact_url: matches!(c.root, Some(Root::LiveUrl { .. })),
+        order,
+    }
+}
+
+/// The fetch step, after the layout when the disks are paved.
+pub fn plan(c: &Config, image: &Image, src: ImageArgs, paves: bool) -> Option<Step> {
+    if !image.fetched() {
+        return None;
+    }
+    let on_array = !image.in_ram;
+    let args = FetchArgs {
+        src,
         dest_file: image.in_ram.then(|| PathBuf::from(RAM_IMAGE)),
         dest_label: on_array.then(|| super::disks::sqfs_label(c)),
         mount: on_array.then(|| PathBuf::from(LIVE_MNT)),
@@ -81,7 +89,6 @@ pub fn plan(c: &Config, image: &Image, paves: bool, secrets: &mut Vec<Secret>) -
             s(crate::kinds::DEFAULT_LIVE_DIR)
         },
         opts: c.fetch.clone(),
-        order,
     };
     let mut st = Step::new(
         "metalroot-fetch",

@@ -144,19 +144,21 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
     // Network LUNs first: the disk steps wait for them, so the wipe sees
     // (and refuses) them rather than racing their login.
     let block = blockstack::plan(&c, !sysroot);
+    let mut secrets = Vec::new();
+    let src = image::sources(&c, &image, &mut secrets);
     let mut steps: Vec<Step> = Vec::new();
     if paves {
         // A dry run ends before any login is planned: nothing to wait for.
         let logins: &[String] = if c.dry_run { &[] } else { &block.logins };
-        steps.extend(disks::plan(&c, logins));
+        steps.extend(disks::plan(&c, logins, &src));
         if c.dry_run {
             steps.push(disks::dry_run_end());
-            return Ok(finish(c, steps, Vec::new(), notes, debug));
+            return Ok(finish(c, steps, secrets, notes, debug));
         }
     }
-    let mut secrets = block.secrets;
+    secrets.extend(block.secrets);
     steps.extend(block.steps);
-    let fetch = image::plan(&c, &image, paves, &mut secrets);
+    let fetch = image::plan(&c, &image, src, paves);
     let fetch_unit = fetch.as_ref().map(Step::unit);
     steps.extend(fetch);
     if sysroot {

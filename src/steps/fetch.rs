@@ -4,7 +4,7 @@
 //! skipped on a reboot when the local copy still matches.
 
 use crate::args::Argv;
-use crate::kinds::{ImageSource, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR};
+use crate::kinds::{ImageSource, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR, DEFAULT_SQUASHIMG};
 use crate::sys::http::HttpOpts;
 use crate::sys::retry::backoff;
 use crate::sys::{hashed_copy, http, mounts, notify};
@@ -24,18 +24,8 @@ use url::Url;
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct FetchArgs {
-    /// Image server, tried in order (metal.server).
-    #[arg(long = "source")]
-    pub sources: Vec<ImageSource>,
-    /// A file holding a source URL with a password (0600, under /run).
-    #[arg(long = "source-file")]
-    pub source_files: Vec<PathBuf>,
-    /// Image file name (rd.live.squashimg).
-    #[arg(long)]
-    pub image: String,
-    /// The source URL is the image itself (root=live:<url>).
-    #[arg(long)]
-    pub exact_url: bool,
+    #[command(flatten)]
+    pub src: ImageArgs,
     /// Store the image in this file (RAM).
     #[arg(long, conflicts_with = "dest_label")]
     pub dest_file: Option<PathBuf>,
@@ -50,6 +40,24 @@ pub struct FetchArgs {
     pub dir: String,
     #[command(flatten)]
     pub opts: FetchOpts,
+}
+
+/// Where the image comes from: the fetch's, and the wipe's preflight's,
+/// which checks it can be had before anything is destroyed.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ImageArgs {
+    /// Image server, tried in order (metal.server).
+    #[arg(long = "source")]
+    pub sources: Vec<ImageSource>,
+    /// A file holding a source URL with a password (0600, under /run).
+    #[arg(long = "source-file")]
+    pub source_files: Vec<PathBuf>,
+    /// Image file name (rd.live.squashimg).
+    #[arg(long, default_value = DEFAULT_SQUASHIMG)]
+    pub image: String,
+    /// The source URL is the image itself (root=live:<url>).
+    #[arg(long)]
+    pub exact_url: bool,
     /// The order of `--source` and `--source-file` on the command line,
     /// which clap's two lists lose (`Cli::try_parse_ordered` fills it).
     #[arg(skip)]
@@ -82,7 +90,7 @@ impl Default for FetchOpts {
 }
 
 impl FetchOpts {
-    fn push(&self, a: &mut Argv) {
+    pub(crate) fn push(&self, a: &mut Argv) {
         a.opt_if("sha256", self.sha256.as_ref());
         self.http.push(a);
         a.opt("timeout", self.timeout);
@@ -103,7 +111,7 @@ enum Given<'a> {
     File(&'a PathBuf),
 }
 
-impl FetchArgs {
+impl ImageArgs {
     /// The sources in the order metal.server gave them: `order` interleaves
     /// the two lists; any it does not cover (a hand-written argv) follow.
     fn given(&self) -> Vec<Given<'_>> {
@@ -121,8 +129,33 @@ impl FetchArgs {
         out
     }
 
-    pub fn to_argv(&self) -> Vec<String> {
-        let mut a = Argv::default();
+    /// The sources in order, password URLs read from their files.
+    pub fn resolve(&self) -> Result<Vec<ImageSource>> {
+        let mut sources = Vec::new();
+        for g in self.given() {
+            sources.push(match g {
+                Given::Source(u) => u.clone(),
+                Given::File(f) => ImageSource::Url(crate::sys::secrets::read(f)?),
+            });
+        }
+        if sources.is_empty() {
+            bail!("no image source given (metal.server)");
+        }
+        Ok(sources)
+    }
+
+    /// Where each source's image is: its URL, or `file://<dir>?LABEL=…`.
+    pub fn urls(&self, sources: &[ImageSource]) -> Vec<String> {
+        sources
+            .iter()
+            .map(|s| match s {
+                ImageSource::Url(u) => image_url(u, &self.image, self.exact_url),
+                labelled => labelled.to_string(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn push(&self, a: &mut Argv) {
         for g in self.given() {
             match g {
                 Given::Source(u) => a.opt("source", u),
@@ -131,6 +164,13 @@ impl FetchArgs {
         }
         a.opt("image", &self.image);
         a.flag("exact-url", self.exact_url);
+    }
+}
+
+impl FetchArgs {
+    pub fn to_argv(&self) -> Vec<String> {
+        let mut a = Argv::default();
+        self.src.push(&mut a);
         a.path("dest-file", self.dest_file.as_deref());
         if let Some(l) = &self.dest_label {
             // The directory matters only on a labelled filesystem.
@@ -197,26 +237,11 @@ fn shown(url: &str) -> String {
 }
 
 pub fn run(a: FetchArgs) -> Result<()> {
-    let mut sources = Vec::new();
-    for g in a.given() {
-        sources.push(match g {
-            Given::Source(u) => u.clone(),
-            Given::File(f) => ImageSource::Url(crate::sys::secrets::read(f)?),
-        });
-    }
-    if sources.is_empty() {
-        bail!("no image source given (metal.server)");
-    }
+    let sources = a.src.resolve()?;
     let dest = destination(&a)?;
     let client = http::client(&a.opts.http)?;
     let deadline = Instant::now() + Duration::from_secs(a.opts.timeout);
-    let urls: Vec<String> = sources
-        .iter()
-        .map(|s| match s {
-            ImageSource::Url(u) => image_url(u, &a.image, a.exact_url),
-            labelled => labelled.to_string(),
-        })
-        .collect();
+    let urls = a.src.urls(&sources);
 
     let expected = match &a.opts.sha256 {
         Some(h) => Some(h.to_lowercase()),
@@ -249,7 +274,7 @@ pub fn run(a: FetchArgs) -> Result<()> {
             attempt += 1;
             let r = match src {
                 ImageSource::Labelled { dir, label } => {
-                    copy_from_label(dir, label, url, &a.image, &dest)
+                    copy_from_label(dir, label, url, &a.src.image, &dest)
                 }
                 ImageSource::Url(_) => download(&client, url, &dest),
             };
@@ -275,7 +300,7 @@ pub fn run(a: FetchArgs) -> Result<()> {
         notify::status(&format!("retrying in {} s: {last_err:#}", wait.as_secs()));
         std::thread::sleep(wait);
     }
-    Err(last_err).with_context(|| format!("could not fetch {} from any server", a.image))
+    Err(last_err).with_context(|| format!("could not fetch {} from any server", a.src.image))
 }
 
 fn destination(a: &FetchArgs) -> Result<PathBuf> {
@@ -300,7 +325,7 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
     }
     let dir = mnt.join(&a.dir);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir.join(&a.image))
+    Ok(dir.join(&a.src.image))
 }
 
 /// `<image>.sha256` from the first server that has it.
@@ -517,7 +542,9 @@ fn stream(
 
 /// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
 /// `src` is the source as shown in logs and in the image's record.
-fn copy_from_label(dir: &str, label: &str, src: &str, image: &str, dest: &Path) -> Result<Fetched> {
+/// Runs `f` on the labelled filesystem, mounted read-only (or where it is
+/// already mounted).
+pub(crate) fn on_label<T>(label: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let dev = crate::sys::udev::by_label(label);
     mounts::wait_for(&dev, 90)?;
     let mnt = PathBuf::from(format!("/run/metalroot/source-{label}"));
@@ -525,8 +552,16 @@ fn copy_from_label(dir: &str, label: &str, src: &str, image: &str, dest: &Path) 
     if mounted_here {
         mounts::mount_dev(&dev, &mnt, true)?;
     }
-    let file = mnt.join(dir).join(image);
-    let r = (|| {
+    let r = f(&mnt);
+    if mounted_here {
+        let _ = nix::mount::umount(&mnt);
+    }
+    r
+}
+
+fn copy_from_label(dir: &str, label: &str, src: &str, image: &str, dest: &Path) -> Result<Fetched> {
+    on_label(label, |mnt| {
+        let file = mnt.join(dir).join(image);
         let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let part = part_path(dest);
         let mut out =
@@ -542,11 +577,7 @@ fn copy_from_label(dir: &str, label: &str, src: &str, image: &str, dest: &Path) 
             },
             sha256: hex(&h.finalize()),
         })
-    })();
-    if mounted_here {
-        let _ = nix::mount::umount(&mnt);
-    }
-    r
+    })
 }
 
 /// Verifies the part file and only then gives it the image's name.
@@ -619,6 +650,7 @@ mod tests {
             panic!("fetch argv does not parse");
         };
         let shown: Vec<String> = a
+            .src
             .given()
             .iter()
             .map(|g| match g {

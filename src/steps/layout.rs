@@ -57,7 +57,14 @@ impl Default for LayoutOpts {
 }
 
 impl LayoutOpts {
-    fn push(&self, a: &mut Argv) {
+    /// Bytes each disk must have: the partitions plus GPT's own.
+    pub fn bytes_needed(&self) -> u64 {
+        (BOOT_MIB << 20)
+            + ((self.sqfs_size_gb + self.oval_size_gb + self.aux_size_gb) << 30)
+            + (16 << 20)
+    }
+
+    pub(crate) fn push(&self, a: &mut Argv) {
         a.opt("md-level", self.md_level.as_mdadm());
         a.opt("sqfs-size-gb", self.sqfs_size_gb);
         a.opt("oval-size-gb", self.oval_size_gb);
@@ -94,10 +101,9 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     let level = a.opts.md_level.as_mdadm();
     let all = select_logged(d)?;
     let chosen: Vec<_> = all.into_iter().take(d.disks as usize).collect();
-    let need =
-        (BOOT_MIB << 20) + ((a.opts.sqfs_size_gb + a.opts.oval_size_gb + a.opts.aux_size_gb) << 30);
+    let need = a.opts.bytes_needed();
     for disk in &chosen {
-        if disk.size < need + (16 << 20) {
+        if disk.size < need {
             bail!(
                 "{} has {} bytes, the layout needs {} (metal.sqfs-md-size={} metal.oval-md-size={} metal.aux-md-size={}); nothing was created",
                 disk.dev(), disk.size, need, a.opts.sqfs_size_gb, a.opts.oval_size_gb, a.opts.aux_size_gb

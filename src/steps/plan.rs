@@ -33,11 +33,13 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
     use std::fmt::Write;
     let mut out = String::from("\ndisks on this machine:\n");
     let mut wipes = false;
+    let mut wipe_args = None;
     let mut disk_args = None;
     for st in &p.steps {
         match &st.cmd {
             Cmd::Wipe(w) => {
                 wipes = true;
+                wipe_args = Some(w.clone());
                 disk_args = Some(w.disks.clone());
             }
             Cmd::Layout(l) => disk_args = Some(l.disks.clone()),
@@ -91,7 +93,22 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
             disk.serial
         );
     }
-    if !labels_present && (ok.len() as u64) < d.disks {
+    if let (false, Some(w)) = (labels_present, &wipe_args) {
+        // The wipe's preflight, but the image server: this reads sysfs only.
+        use crate::sys::preflight as check;
+        let chosen = &ok[..ok.len().min(d.disks as usize)];
+        let mut failed = check::disks(chosen, d.disks, &w.layout);
+        failed.extend(check::tools(
+            &std::env::var("PATH").unwrap_or_default(),
+            check::TOOLS,
+        ));
+        if failed.is_empty() {
+            out.push_str("  preflight (disks, tools): passes\n");
+        }
+        for f in failed {
+            let _ = writeln!(out, "  preflight FAILS, nothing would be wiped: {f}");
+        }
+    } else if !labels_present && (ok.len() as u64) < d.disks {
         let _ = writeln!(
             out,
             "  ERROR: metal.disks={} but only {} eligible disk(s): the boot would stop before wiping",
@@ -100,4 +117,37 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cmd;
+
+    /// `--scan-disks` reports the wipe's preflight on this machine's disks.
+    #[test]
+    fn scan_disks_shows_the_preflight() {
+        let d = tempfile::tempdir().unwrap();
+        for n in ["nvme0n1", "nvme1n1"] {
+            let b = d.path().join("sys/block").join(n);
+            std::fs::create_dir_all(&b).unwrap();
+            std::fs::write(b.join("size"), ((200u64 << 30) / 512).to_string()).unwrap();
+        }
+        let mut p = crate::core::plan(None, "metal.server=http://pit/")
+            .unwrap()
+            .unwrap();
+        for st in &mut p.steps {
+            match &mut st.cmd {
+                Cmd::Wipe(w) => w.disks.sysroot_prefix = d.path().into(),
+                Cmd::Layout(l) => l.disks.sysroot_prefix = d.path().into(),
+                _ => {}
+            }
+        }
+        let r = disk_report(&p).unwrap();
+        assert!(r.contains("/dev/nvme0n1 214748364800 bytes"), "{r}");
+        assert!(
+            r.contains("preflight FAILS, nothing would be wiped: /dev/nvme0n1 has 214748364800 bytes, the layout needs"),
+            "{r}"
+        );
+    }
 }

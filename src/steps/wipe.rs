@@ -3,11 +3,14 @@
 //! arrays, zero their members' superblocks, wipefs every disk, partprobe.
 
 use crate::args::Argv;
+use crate::steps::fetch::{FetchOpts, ImageArgs};
+use crate::steps::layout::LayoutOpts;
 use crate::sys::cmd::{run as sh, run_ok, settle};
 use crate::sys::disks::DiskArgs;
-use crate::sys::disks::{disks_under, layout_present, select_logged};
+use crate::sys::disks::{disks_under, layout_present, scan_logged};
 use crate::sys::notify;
-use anyhow::Result;
+use crate::sys::preflight as check;
+use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
 use std::fs;
@@ -19,6 +22,14 @@ pub struct WipeArgs {
     pub disks: DiskArgs,
     #[command(flatten)]
     pub opts: WipeOpts,
+    /// What the layout will need (the preflight checks the disks hold it).
+    #[command(flatten)]
+    pub layout: LayoutOpts,
+    /// Where the image will come from (the preflight checks it answers).
+    #[command(flatten)]
+    pub src: ImageArgs,
+    #[command(flatten)]
+    pub fetch: FetchOpts,
 }
 
 /// The wipe's options that come straight from the command line
@@ -29,12 +40,18 @@ pub struct WipeOpts {
     /// Seconds to wait so an operator can power off (metal.wipe-delay).
     #[arg(long)]
     pub wipe_delay: u64,
+    /// Wipe even when a preflight check failed (metal.wipe-anyway=1).
+    #[arg(long)]
+    pub wipe_anyway: bool,
 }
 
 impl Default for WipeOpts {
     fn default() -> Self {
         // seed 000's default.
-        WipeOpts { wipe_delay: 5 }
+        WipeOpts {
+            wipe_delay: 5,
+            wipe_anyway: false,
+        }
     }
 }
 
@@ -43,6 +60,10 @@ impl WipeArgs {
         let mut a = Argv::default();
         self.disks.push(&mut a);
         a.opt("wipe-delay", self.opts.wipe_delay);
+        a.flag("wipe-anyway", self.opts.wipe_anyway);
+        self.layout.push(&mut a);
+        self.src.push(&mut a);
+        self.fetch.push(&mut a);
         a.0
     }
 }
@@ -59,7 +80,8 @@ pub fn run(a: WipeArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let disks = select_logged(d)?;
+    let disks = scan_logged(d)?;
+    preflight(&a, &disks)?;
     let names: Vec<String> = disks.iter().map(|x| x.name.clone()).collect();
     let arrays = arrays_on(&d.sysroot_prefix, &names);
     let vgs = volume_groups_on(&d.sysroot_prefix, &names);
@@ -130,6 +152,43 @@ pub fn run(a: WipeArgs) -> Result<()> {
     settle();
     warn!("Warning: local storage disk wipe complete");
     Ok(())
+}
+
+/// Everything that can fail, checked before anything is destroyed: the
+/// disks the layout will take hold it, the tools are here, the image
+/// answers. One line per failed check; a dry run only reports them, and
+/// metal.wipe-anyway=1 wipes regardless.
+fn preflight(a: &WipeArgs, eligible: &[crate::sys::disks::Disk]) -> Result<()> {
+    notify::status("preflight: checking disks, tools and the image before wiping");
+    let chosen = &eligible[..eligible.len().min(a.disks.disks as usize)];
+    let mut failed = check::disks(chosen, a.disks.disks, &a.layout);
+    failed.extend(check::tools(
+        &std::env::var("PATH").unwrap_or_default(),
+        check::TOOLS,
+    ));
+    if !a.src.sources.is_empty() || !a.src.source_files.is_empty() {
+        failed.extend(check::image(&a.src, &a.fetch, !a.disks.dry_run));
+    }
+    if failed.is_empty() {
+        info!("preflight passed: disks, tools and image");
+        return Ok(());
+    }
+    for f in &failed {
+        warn!("preflight failed: {f}");
+    }
+    if a.disks.dry_run {
+        info!("dry run: the wipe would stop here, nothing wiped");
+        return Ok(());
+    }
+    if a.opts.wipe_anyway {
+        warn!("metal.wipe-anyway=1: wiping although the preflight failed");
+        return Ok(());
+    }
+    bail!(
+        "preflight failed, nothing was wiped ({} check(s); metal.wipe-anyway=1 wipes regardless): {}",
+        failed.len(),
+        failed.join("; ")
+    )
 }
 
 /// md arrays all of whose members are on the selected disks, with members.

@@ -369,6 +369,20 @@ pub fn wait_settled(a: &DiskArgs) -> Result<()> {
 /// Scans (after `wait_settled`), logs every disk's verdict, and checks
 /// there are enough.
 pub fn select_logged(a: &DiskArgs) -> Result<Vec<Disk>> {
+    let ok = scan_logged(a)?;
+    if (ok.len() as u64) < a.disks {
+        anyhow::bail!(
+            "metal.disks={} but only {} eligible disk(s) found ({}); nothing was wiped or created",
+            a.disks,
+            ok.len(),
+            ok.iter().map(Disk::dev).collect::<Vec<_>>().join(" ")
+        );
+    }
+    Ok(ok)
+}
+
+/// The eligible disks, every disk's verdict logged.
+pub fn scan_logged(a: &DiskArgs) -> Result<Vec<Disk>> {
     let rules = Rules {
         min_size: a.min_disk_size_gib << 30,
         allow: a.allow.clone(),
@@ -382,14 +396,6 @@ pub fn select_logged(a: &DiskArgs) -> Result<Vec<Disk>> {
             d.size,
             d.subsystem,
             d.serial
-        );
-    }
-    if (ok.len() as u64) < a.disks {
-        anyhow::bail!(
-            "metal.disks={} but only {} eligible disk(s) found ({}); nothing was wiped or created",
-            a.disks,
-            ok.len(),
-            ok.iter().map(Disk::dev).collect::<Vec<_>>().join(" ")
         );
     }
     Ok(ok)

@@ -1,6 +1,6 @@
 //! What the steps (and the generator) use on the machine: commands, mounts,
 //! loop devices, private files, secrets' life cycle, sd_notify, logging, the disk scan, the
-//! hashed copy, the HTTP client, the retry schedule and udev's
+//! hashed copy, the HTTP client, the retry schedule, the wipe's preflight and udev's
 //! /dev/disk/by-* names. No step logic here: `crate::steps` holds the steps.
 
 pub mod cmd;
@@ -11,6 +11,7 @@ pub mod log;
 pub mod loopdev;
 pub mod mounts;
 pub mod notify;
+pub mod preflight;
 pub mod private;
 pub mod retry;
 pub mod secrets;

@@ -214,3 +214,40 @@ scenario_disks_dirty() {
     check "new labels SQFS2 and ROOT2, old ones gone" \
         bash -c "grep -q 'LABEL=\"SQFS2\"' '$RESULTS/blkid' && grep -q 'LABEL=\"ROOT2\"' '$RESULTS/blkid' && ! grep -q 'LABEL=\"SQFSRAID\"' '$RESULTS/blkid'"
 }
+
+# Issue 19: the wipe's preflight. Two disks with data, each too small for
+# seed 000's default layout (200 GB < 0.5 + 25 + 150 + 150 GB): the wipe
+# step fails before touching anything, naming the sizes and parameters.
+scenario_preflight_small_disks() {
+    publish_image
+    local a b before
+    a="$(data_disk a 200G SMALLA)"
+    b="$(data_disk b 200G SMALLB)"
+    before="$(disk_fingerprint "$a") $(disk_fingerprint "$b")"
+    vm_add_scsi "$a" SMALL-A
+    vm_add_scsi "$b" SMALL-B
+    vm_boot --append "$DISKS_CMDLINE" || true
+    assert_emergency
+    assert_journal_contains "preflight failed: /dev/sd[ab] has 214748364800 bytes, the layout needs [0-9]+ \(metal.sqfs-md-size=25 metal.oval-md-size=150 metal.aux-md-size=150"
+    assert_journal_contains "preflight failed, nothing was wiped \(2 check\(s\); metal.wipe-anyway=1 wipes regardless\)"
+    assert_journal_not_contains "local storage device wipe commencing"
+    assert_eq "$(disk_fingerprint "$a") $(disk_fingerprint "$b")" "$before" "both disks untouched"
+}
+
+# The image server does not answer (nothing listens on port 9): the disks,
+# large enough and holding data, are not wiped, and the message names the
+# server and metal.fetch-timeout.
+scenario_preflight_no_server() {
+    local a b before
+    a="$(data_disk a "$DISK_SIZE" DATAA)"
+    b="$(data_disk b "$DISK_SIZE" DATAB)"
+    before="$(disk_fingerprint "$a") $(disk_fingerprint "$b")"
+    vm_add_scsi "$a" NOSRV-A
+    vm_add_scsi "$b" NOSRV-B
+    vm_boot --append "metal.server=http://10.0.2.2:9/ metal.fetch-timeout=20 $DISKS_BASE" || true
+    assert_emergency
+    assert_journal_contains "preflight: the image answered from no source .*nothing is wiped; retrying in"
+    assert_journal_contains "preflight failed: metal.server: the image answered from no source within metal.fetch-timeout=20 s \(http://10.0.2.2:9/squashfs.img"
+    assert_journal_not_contains "local storage device wipe commencing"
+    assert_eq "$(disk_fingerprint "$a") $(disk_fingerprint "$b")" "$before" "both disks untouched"
+}

@@ -1,0 +1,246 @@
+//! What the wipe checks before it destroys anything: the chosen disks hold
+//! the layout, the tools the wipe and the layout run are here, and the image
+//! can be had from at least one source. Every failed check is reported, not
+//! only the first, each naming the parameter and the value behind it.
+
+use crate::kinds::ImageSource;
+use crate::steps::fetch::{on_label, FetchOpts, ImageArgs};
+use crate::steps::layout::LayoutOpts;
+use crate::sys::disks::Disk;
+use crate::sys::http;
+use crate::sys::retry::backoff;
+use reqwest::header::RANGE;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// What the wipe and the layout run, in the order they run them.
+pub const TOOLS: &[&str] = &[
+    "lvm",
+    "mdadm",
+    "wipefs",
+    "partprobe",
+    "sgdisk",
+    "mkfs.vfat",
+    "mkfs.xfs",
+];
+
+/// The disks that would be used: enough of them, each large enough.
+pub fn disks(chosen: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
+    let mut failed = Vec::new();
+    if (chosen.len() as u64) < wanted {
+        failed.push(format!(
+            "metal.disks={wanted}: only {} eligible disk(s) found",
+            chosen.len()
+        ));
+    }
+    let need = layout.bytes_needed();
+    for d in chosen.iter().filter(|d| d.size < need) {
+        failed.push(format!(
+            "{} has {} bytes, the layout needs {need} (metal.sqfs-md-size={} \
+             metal.oval-md-size={} metal.aux-md-size={}, GiB, plus 516 MiB)",
+            d.dev(),
+            d.size,
+            layout.sqfs_size_gb,
+            layout.oval_size_gb,
+            layout.aux_size_gb
+        ));
+    }
+    failed
+}
+
+/// The tools missing from `PATH`.
+pub fn tools(path: &str, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| !path.split(':').any(|d| Path::new(d).join(n).is_file()))
+        .map(|n| format!("{n} is not in this initrd (PATH={path})"))
+        .collect()
+}
+
+/// The image answers from at least one source, retried on the network
+/// schedule until metal.fetch-timeout (one round only when `retry` is
+/// false: a dry run); `None` when it does.
+pub fn image(src: &ImageArgs, opts: &FetchOpts, retry: bool) -> Option<String> {
+    let sources = match src.resolve() {
+        Ok(s) => s,
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    let urls = src.urls(&sources);
+    let client = match http::client(&opts.http) {
+        Ok(c) => c,
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    let timeout = Duration::from_secs(opts.timeout);
+    let deadline = Instant::now() + timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut why = Vec::new();
+        for (s, url) in sources.iter().zip(&urls) {
+            let shown = crate::redact::redact_secret_url(url);
+            match answers(&client, s, url, &src.image) {
+                Ok(()) => {
+                    info!("preflight: the image answers at {shown}");
+                    if opts.sha256.is_none() && matches!(s, ImageSource::Url(_)) {
+                        sidecar_note(&client, url, &shown);
+                    }
+                    return None;
+                }
+                Err(e) => why.push(format!("{shown}: {e}")),
+            }
+        }
+        let why = why.join("; ");
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !retry {
+            return Some(format!(
+                "metal.server: the image answered from no source within \
+                 metal.fetch-timeout={} s ({why})",
+                timeout.as_secs()
+            ));
+        }
+        let wait = backoff(attempt, left);
+        warn!(
+            "preflight: the image answered from no source ({why}); nothing is wiped; \
+             retrying in {} s",
+            wait.as_secs()
+        );
+        crate::sys::notify::status(&format!(
+            "preflight: image server not answering, retrying in {} s",
+            wait.as_secs()
+        ));
+        std::thread::sleep(wait);
+    }
+}
+
+/// One source's answer: the first byte of the image over http(s), or the
+/// file on the labelled filesystem.
+fn answers(
+    client: &reqwest::blocking::Client,
+    s: &ImageSource,
+    url: &str,
+    image: &str,
+) -> Result<(), String> {
+    match s {
+        ImageSource::Url(_) => {
+            let r = client
+                .get(url)
+                .header(RANGE, "bytes=0-0")
+                .send()
+                .map_err(|e| e.without_url().to_string())?;
+            if r.status().is_success() {
+                Ok(())
+            } else {
+                Err(r.status().to_string())
+            }
+        }
+        ImageSource::Labelled { dir, label } => on_label(label, |mnt| {
+            let f = mnt.join(dir).join(image);
+            if f.is_file() {
+                Ok(())
+            } else {
+                anyhow::bail!("no {dir}/{image} on LABEL={label}")
+            }
+        })
+        .map_err(|e| format!("{e:#}")),
+    }
+}
+
+/// Says whether `<image>.sha256` is there; the fetch warns without it.
+fn sidecar_note(client: &reqwest::blocking::Client, url: &str, shown: &str) {
+    let mut side = url.to_string();
+    if let Ok(mut u) = url::Url::parse(url) {
+        u.set_path(&format!("{}.sha256", u.path()));
+        side = u.to_string();
+    }
+    match client.get(&side).header(RANGE, "bytes=0-0").send() {
+        Ok(r) if r.status().is_success() => info!("preflight: {shown}.sha256 is there"),
+        _ => warn!(
+            "preflight: no metal.sha256 and no {shown}.sha256: the image will not be verified"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(name: &str, gib: u64) -> Disk {
+        Disk {
+            name: name.into(),
+            size: gib << 30,
+            ..Disk::default()
+        }
+    }
+
+    #[test]
+    fn small_disks_and_too_few_are_each_reported() {
+        let l = LayoutOpts::default();
+        let f = disks(&[disk("sda", 200), disk("sdb", 400)], 3, &l);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[0].contains("metal.disks=3") && f[0].contains("only 2"),
+            "{f:?}"
+        );
+        assert!(
+            f[1].contains("/dev/sda has 214748364800 bytes")
+                && f[1].contains("metal.sqfs-md-size=25"),
+            "{f:?}"
+        );
+        assert!(disks(&[disk("sda", 400), disk("sdb", 400)], 2, &l).is_empty());
+    }
+
+    fn src(url: &str) -> ImageArgs {
+        ImageArgs {
+            sources: vec![ImageSource::Url(url.into())],
+            source_files: Vec::new(),
+            image: "squashfs.img".into(),
+            exact_url: false,
+            order: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_image_answers_or_the_message_names_server_and_timeout() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = format!("http://{}/", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for c in l.incoming().take(2) {
+                let mut c = c.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let _ = write!(c, "HTTP/1.1 206 Partial Content\r\nContent-Length: 1\r\nConnection: close\r\n\r\nh");
+            }
+        });
+        let opts = FetchOpts {
+            timeout: 1,
+            ..FetchOpts::default()
+        };
+        assert_eq!(image(&src(&up), &opts, false), None);
+        // Nothing listens on the port just freed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let down = format!("http://127.0.0.1:{port}/");
+        let e = image(&src(&down), &opts, false).unwrap();
+        assert!(
+            e.starts_with(
+                "metal.server: the image answered from no source within metal.fetch-timeout=1 s"
+            ) && e.contains(&format!("{down}squashfs.img")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_tools_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("mdadm"), "").unwrap();
+        let path = d.path().display().to_string();
+        let f = tools(&path, &["mdadm", "sgdisk"]);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].starts_with("sgdisk is not in this initrd"), "{f:?}");
+    }
+}
