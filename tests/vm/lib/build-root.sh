@@ -143,6 +143,15 @@ configure_tree() {
     # open-iscsi.service): the root's iscsid must run because metalroot's
     # hand-over enabled it, and the other boots pay nothing for it.
     find "$TREE/etc/systemd/system" -path '*.wants/*' \( -name iscsid.socket -o -name open-iscsi.service \) -delete
+    # metaltest.no-iscsid on the command line keeps the root's iscsid from
+    # starting (iscsi-luks-lvm). A condition PID 1 reads from /proc/cmdline,
+    # not systemd.mask=: that one needs the debug generator, which systemd
+    # kills when the generators run past 90 s, as they did there under load
+    # (104 s in the clean run of 2026-12-03: iscsid started, took the
+    # session over, and the root's I/O died).
+    mkdir -p "$TREE/etc/systemd/system/iscsid.service.d"
+    printf '[Unit]\nConditionKernelCommandLine=!metaltest.no-iscsid\n' \
+        >"$TREE/etc/systemd/system/iscsid.service.d/metaltest.conf"
 }
 
 # Kernel modules for the guest kernel (replacing any previous copy), so

@@ -388,7 +388,7 @@ _luks_lvm_booted() {
 # masked here (iscsi-chap tests its take-over): on this root it spent 80 s
 # and more starting (once in an RCU stall in squashfs readahead), and its
 # take-over re-login paused the root's I/O on top; 3 boots of 4 ran past
-# 300 s with it.
+# 300 s with it. (metaltest.no-iscsid: a unit condition, see build-root.sh.)
 scenario_iscsi_luks_lvm() {
     local uuid=5e7c0de0-7e57-4c0d-8e00-000000000001 key lun
     key="luks-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -401,7 +401,7 @@ scenario_iscsi_luks_lvm() {
     vm_add_qemu_args -smbios "type=11,value=io.systemd.credential:luksKey=$key"
     local stack="netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN metal.luks=UUID=$uuid metal.lvm=1 \
 metal.lower=/dev/mapper/system-root metal.lower.var=/dev/mapper/system-var \
-metal.overlay=zram metal.zram-size=512M $ISCSI_NET systemd.mask=iscsid.service"
+metal.overlay=zram metal.zram-size=512M $ISCSI_NET metaltest.no-iscsid"
     vm_boot --timeout 450 --append "metal.luks.key=cred:luksKey $stack" || true
     _luks_lvm_booted "$uuid" "$key"
     assert_file_contains initrd/systemctl-cat-metalroot.txt "^LoadCredential=luksKey"
