@@ -329,7 +329,7 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
 }
 
 /// `<image>.sha256` from the first server that has it.
-fn sidecar(client: &Client, urls: &[String]) -> Option<String> {
+pub(crate) fn sidecar(client: &Client, urls: &[String]) -> Option<String> {
     for url in urls.iter().filter(|u| u.starts_with("http")) {
         let Ok(mut side) = Url::parse(url) else {
             continue;

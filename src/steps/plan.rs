@@ -95,13 +95,7 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
     }
     if let (false, Some(w)) = (labels_present, &wipe_args) {
         // The wipe's preflight, but the image server: this reads sysfs only.
-        use crate::sys::preflight as check;
-        let chosen = &ok[..ok.len().min(d.disks as usize)];
-        let mut failed = check::disks(chosen, d.disks, &w.layout);
-        failed.extend(check::tools(
-            &std::env::var("PATH").unwrap_or_default(),
-            check::TOOLS,
-        ));
+        let failed = crate::sys::preflight::local(&ok, d.disks, &w.layout);
         if failed.is_empty() {
             out.push_str("  preflight (disks, tools): passes\n");
         }

@@ -160,12 +160,7 @@ pub fn run(a: WipeArgs) -> Result<()> {
 /// metal.wipe-anyway=1 wipes regardless.
 fn preflight(a: &WipeArgs, eligible: &[crate::sys::disks::Disk]) -> Result<()> {
     notify::status("preflight: checking disks, tools and the image before wiping");
-    let chosen = &eligible[..eligible.len().min(a.disks.disks as usize)];
-    let mut failed = check::disks(chosen, a.disks.disks, &a.layout);
-    failed.extend(check::tools(
-        &std::env::var("PATH").unwrap_or_default(),
-        check::TOOLS,
-    ));
+    let mut failed = check::local(eligible, a.disks.disks, &a.layout);
     if !a.src.sources.is_empty() || !a.src.source_files.is_empty() {
         failed.extend(check::image(&a.src, &a.fetch, !a.disks.dry_run));
     }

@@ -4,7 +4,7 @@
 //! only the first, each naming the parameter and the value behind it.
 
 use crate::kinds::ImageSource;
-use crate::steps::fetch::{on_label, FetchOpts, ImageArgs};
+use crate::steps::fetch::{on_label, sidecar, FetchOpts, ImageArgs};
 use crate::steps::layout::LayoutOpts;
 use crate::sys::disks::Disk;
 use crate::sys::http;
@@ -49,6 +49,15 @@ pub fn disks(chosen: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
     failed
 }
 
+/// The checks that read only this machine: the disks the layout takes and
+/// the tools on `PATH` (the wipe, and `plan --scan-disks`).
+pub fn local(eligible: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
+    let chosen = &eligible[..eligible.len().min(wanted as usize)];
+    let mut failed = disks(chosen, wanted, layout);
+    failed.extend(tools(&std::env::var("PATH").unwrap_or_default(), TOOLS));
+    failed
+}
+
 /// The tools missing from `PATH`.
 pub fn tools(path: &str, names: &[&str]) -> Vec<String> {
     names
@@ -82,8 +91,12 @@ pub fn image(src: &ImageArgs, opts: &FetchOpts, retry: bool) -> Option<String> {
             match answers(&client, s, url, &src.image) {
                 Ok(()) => {
                     info!("preflight: the image answers at {shown}");
-                    if opts.sha256.is_none() && matches!(s, ImageSource::Url(_)) {
-                        sidecar_note(&client, url, &shown);
+                    // The fetch warns the same way; said here before the wipe.
+                    if opts.sha256.is_none()
+                        && matches!(s, ImageSource::Url(_))
+                        && sidecar(&client, std::slice::from_ref(url)).is_none()
+                    {
+                        warn!("preflight: no metal.sha256 and no {shown}.sha256: the image will not be verified");
                     }
                     return None;
                 }
@@ -143,21 +156,6 @@ fn answers(
             }
         })
         .map_err(|e| format!("{e:#}")),
-    }
-}
-
-/// Says whether `<image>.sha256` is there; the fetch warns without it.
-fn sidecar_note(client: &reqwest::blocking::Client, url: &str, shown: &str) {
-    let mut side = url.to_string();
-    if let Ok(mut u) = url::Url::parse(url) {
-        u.set_path(&format!("{}.sha256", u.path()));
-        side = u.to_string();
-    }
-    match client.get(&side).header(RANGE, "bytes=0-0").send() {
-        Ok(r) if r.status().is_success() => info!("preflight: {shown}.sha256 is there"),
-        _ => warn!(
-            "preflight: no metal.sha256 and no {shown}.sha256: the image will not be verified"
-        ),
     }
 }
 
