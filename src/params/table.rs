@@ -274,7 +274,7 @@ pub static PARAMS: &[Param] = &[
     p(
         &["rd.live.overlay.thin", "rd.writable.fsimg"],
         No,
-        |p, k, v| ignored(p, k, v, "metalroot always uses an OverlayFS overlay"),
+        |p, k, v| ignored(p, k, v, "metalroot builds no device-mapper snapshot; the writable layer is an OverlayFS upper or none"),
     ),
     p(&["rd.live.check"], No, |p, k, v| {
         ignored(p, k, v, "the image is verified by SHA-256 instead")

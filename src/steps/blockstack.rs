@@ -89,12 +89,18 @@ impl LvmArgs {
 }
 
 /// Seed 001's multipath settings, for a node that has none of its own.
+/// `uid_attribute ID_FS_UUID` is what merges two independent servers'
+/// copies of one image (same LUKS or filesystem UUID, different SCSI ids)
+/// into one map. The `^loop` line is metalroot's: its own loop devices
+/// (image, overlay stores) must never become paths.
 pub const MULTIPATH_CONF: &str = "defaults {
     polling_interval 10
     failback immediate
     no_path_retry queue
     user_friendly_names yes
     find_multipaths yes
+    prio random
+    uid_attribute ID_FS_UUID
 }
 blacklist {
     devnode \"^zram.*\"

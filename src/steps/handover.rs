@@ -135,12 +135,28 @@ pub fn run(a: HandoverArgs) -> Result<()> {
         }
         enable(root, "iscsid.service");
         write_hostname(root)?;
+        remove_autorelabel(root)?;
     }
     if a.multipath {
         copy_in(root, "etc/multipath.conf")?;
         enable(root, "multipathd.service");
     }
     Ok(())
+}
+
+/// Seed 001's `rm -f /sysroot/.autorelabel`: an image built with SELinux
+/// carries the flag, and a relabel of a root on a LUN would rewrite it on
+/// every node at every boot.
+fn remove_autorelabel(root: &Path) -> Result<()> {
+    let flag = root.join(".autorelabel");
+    match fs::remove_file(&flag) {
+        Ok(()) => {
+            info!("removed {} (seed 001)", flag.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", flag.display())),
+    }
 }
 
 /// Where systemd-networkd keeps its DHCP leases (one file per interface).

@@ -35,6 +35,9 @@ scenario_smoke_dracut() {
     _smoke_boot dracut
     # dracut's own initrd services ran.
     assert_journal_contains 'dracut-(cmdline|pre-udev|initqueue|pre-pivot)'
+    # The test root carries an SELinux relabel flag; only seed 001's iSCSI
+    # hand-over removes it (iscsi-multipath checks that).
+    assert_file_contains autorelabel "^present$"
 }
 
 scenario_smoke_mkosi() {

@@ -276,6 +276,10 @@ rd.iscsi.param=node.session.timeo.replacement_timeout=5 $ISCSI_NET" || true
     check "the root's map has one failed and one active path" \
         bash -c "grep -E '^mpatha: ' '$RESULTS/dmsetup-status.txt' | grep -qE ' [0-9]+:[0-9]+ F .* [0-9]+:[0-9]+ A | [0-9]+:[0-9]+ A .* [0-9]+:[0-9]+ F '"
     assert_file_contains multipath.conf "find_multipaths yes"
+    assert_file_contains multipath.conf "prio random"
+    assert_file_contains multipath.conf "uid_attribute ID_FS_UUID"
+    # Seed 001's hand-over removed the image's SELinux relabel flag.
+    assert_file_contains autorelabel "^absent$"
     # Both LUN paths' WWIDs were listed (a lone live path would get a map).
     assert_journal_not_contains "multipath -a .* failed"
     assert_journal_contains "writable for the hand-over"
