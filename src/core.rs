@@ -15,6 +15,8 @@ pub struct Generated {
     /// failing unit.
     pub error: Option<ParamError>,
     pub notes: Vec<String>,
+    /// Logged at warning priority before the notes.
+    pub warnings: Vec<String>,
     /// The plan as `metalroot plan` prints it (or the refusal), for
     /// `metalroot status`; None when the command line does not ask.
     pub plan_text: Option<String>,
@@ -42,6 +44,7 @@ pub fn generate(site: Option<&str>, cmdline: &str) -> Generated {
             secrets: p.secrets.clone(),
             error: None,
             notes: p.notes.clone(),
+            warnings: p.warnings.clone(),
             plan_text: Some(crate::render::text(&p)),
         },
         Err(e) => Generated {
@@ -52,6 +55,7 @@ pub fn generate(site: Option<&str>, cmdline: &str) -> Generated {
             )),
             error: Some(e),
             notes: Vec::new(),
+            warnings: Vec::new(),
         },
     }
 }

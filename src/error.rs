@@ -10,6 +10,9 @@ pub struct ParamError {
     pub param: String,
     pub value: String,
     pub reason: String,
+    /// The other bad values of the same command line: a refusal names
+    /// every one, so a PXE line is fixed in one go.
+    pub more: Vec<ParamError>,
 }
 
 impl ParamError {
@@ -18,7 +21,23 @@ impl ParamError {
             param: param.to_string(),
             value: scrub(value),
             reason: reason.into(),
+            more: Vec::new(),
         }
+    }
+
+    /// One error for all of `errors` (the first leads), or None.
+    pub fn all(mut errors: Vec<ParamError>) -> Option<ParamError> {
+        if errors.is_empty() {
+            return None;
+        }
+        let mut first = errors.remove(0);
+        first.more.extend(errors);
+        Some(first)
+    }
+
+    /// Every bad value, the first one included.
+    pub fn each(&self) -> impl Iterator<Item = &ParamError> {
+        std::iter::once(self).chain(self.more.iter())
     }
 
     /// For parameters that carry a secret: the value never reaches a message.
@@ -54,7 +73,12 @@ impl fmt::Display for ParamError {
             f,
             "invalid kernel command line: {}={:?}: {}",
             self.param, self.value, self.reason
-        )
+        )?;
+        // One line: the message also travels as an ExecStart= argument.
+        for e in &self.more {
+            write!(f, "; {}={:?}: {}", e.param, e.value, e.reason)?;
+        }
+        Ok(())
     }
 }
 

@@ -194,6 +194,9 @@ pub fn run(root: &Path, normal_dir: &Path, log: &mut Kmsg) -> Result<Generated> 
             "the command line does not ask for metalroot; nothing to do",
         );
     }
+    for w in &g.warnings {
+        log.log(4, &format!("warning: {w}"));
+    }
     for n in &g.notes {
         log.log(4, n);
     }

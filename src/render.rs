@@ -25,6 +25,9 @@ pub fn text(plan: &Plan) -> String {
             "  dry run: the disk steps only report what they would do"
         );
     }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "  WARNING: {w}");
+    }
     for n in &plan.notes {
         let _ = writeln!(out, "  note: {n}");
     }

@@ -168,12 +168,39 @@ fn run_as_metalroot_generator_it_is_the_generator() {
 
 #[test]
 fn a_refused_command_line_gets_the_failing_unit_and_exit_0() {
-    let f = fake("metal.server=http://10.0.2.2:8080/ metal.disks=two");
+    let f = fake("metal.server=http://10.0.2.2:8080/ metal.md-level=raid7 metal.ram=disk");
     let o = f.run_systemd_style(&[]);
     assert!(o.status.success(), "a refused command line is not a crash");
     let text = fs::read_to_string(f.out.join("metalroot-cmdline-error.service")).expect("unit");
     assert!(text.contains("Description=metalroot: the kernel command line is invalid"));
+    // Both bad values, in one message.
+    assert!(text.contains("metal.md-level=\\\"raid7\\\""), "{text}");
+    assert!(text.contains("metal.ram=\\\"disk\\\""), "{text}");
     assert!(f.kmsg().starts_with("<3>metalroot-generator: "));
+}
+
+#[test]
+fn a_bad_disk_count_refuses_only_the_wipe_with_a_warning() {
+    let f = fake("metal.server=http://10.0.2.2:8080/ metal.disks=two metal.wipe-delay=1");
+    let o = f.run_systemd_style(&[]);
+    assert!(o.status.success());
+    assert!(!f.out.join("metalroot-cmdline-error.service").exists());
+    let wipe = fs::read_to_string(f.out.join("metalroot-wipe.service")).expect("wipe unit");
+    assert!(wipe.contains(" fail "), "the wipe unit only fails: {wipe}");
+    assert!(wipe.contains("metal.disks="), "{wipe}");
+    assert!(
+        f.out.join("metalroot-fetch.service").exists(),
+        "the rest is planned"
+    );
+    let kmsg = f.kmsg();
+    assert!(
+        kmsg.contains("<4>metalroot-generator: warning: the wipe is refused: metal.disks=\"two\""),
+        "{kmsg}"
+    );
+    assert!(
+        kmsg.contains("<4>metalroot-generator: warning: metal.wipe-delay=\"1\""),
+        "{kmsg}"
+    );
 }
 
 #[test]

@@ -124,6 +124,13 @@ pub struct Config {
     pub lower_var: Option<DevSpec>,
     /// Parameters we accept but do not act on, with why.
     pub ignored: Vec<String>,
+    /// Values taken as dracut-metal-mdsquash takes them (a default for an
+    /// out-of-range number, an odd boolean), and unknown `metal.*` names:
+    /// the boot goes on, and the generator logs each at warning priority.
+    pub warnings: Vec<String>,
+    /// Bad values of parameters that choose what is wiped
+    /// (`Param::guards_wipe`): the wipe is refused, naming each of them.
+    pub wipe_refused: Vec<String>,
 }
 
 impl Default for Config {
@@ -180,6 +187,8 @@ impl Default for Config {
             lower: None,
             lower_var: None,
             ignored: Vec::new(),
+            warnings: Vec::new(),
+            wipe_refused: Vec::new(),
         }
     }
 }
@@ -263,23 +272,16 @@ impl Config {
             disco: ChapParts::default(),
         };
         let mut cleared: Vec<&str> = Vec::new();
+        // Every bad value is collected, so one refusal names them all, in
+        // command-line order (those that would only refuse the wipe too).
+        let mut errors = Vec::new();
         for (layer, args) in [(Layer::Site, site), (Layer::Cmdline, cmdline)] {
             for a in args {
                 let k = a.key.as_str();
                 let v = a.value.as_deref();
                 let Some(param) = table::find(k) else {
                     if k.starts_with("metal.") {
-                        // A typo such as metal.no_wipe must not silently mean "wipe".
-                        let shown = if k.contains("password") {
-                            "<redacted>"
-                        } else {
-                            v.unwrap_or("")
-                        };
-                        return Err(ParamError::new(
-                            k,
-                            shown,
-                            "unknown metal.* parameter (see docs/cmdline.md)",
-                        ));
+                        unknown_metal(&mut p.c, k, v);
                     }
                     continue;
                 };
@@ -289,12 +291,57 @@ impl Config {
                         clear(&mut p.c);
                     }
                 }
-                param.apply.run(&mut p, k, v)?;
+                if let Err(e) = param.apply.run(&mut p, k, v) {
+                    if param.guards_wipe {
+                        p.c.wipe_refused
+                            .push(format!("{}={:?}: {}", e.param, e.value, e.reason));
+                    }
+                    errors.push((param.guards_wipe, e));
+                }
             }
         }
-        p.c.iscsi_chap = p.chap.build("rd.iscsi")?;
-        p.c.discovery_chap = p.disco.build("metal.iscsi.discovery")?;
-        Ok(p.c)
+        match p.chap.build("rd.iscsi") {
+            Ok(chap) => p.c.iscsi_chap = chap,
+            Err(e) => errors.push((false, e)),
+        }
+        match p.disco.build("metal.iscsi.discovery") {
+            Ok(chap) => p.c.discovery_chap = chap,
+            Err(e) => errors.push((false, e)),
+        }
+        // Only wipe refusals: the boot goes on without the wipe.
+        if errors.iter().all(|(wipe_only, _)| *wipe_only) {
+            return Ok(p.c);
+        }
+        match ParamError::all(errors.into_iter().map(|(_, e)| e).collect()) {
+            Some(e) => Err(e),
+            None => Ok(p.c),
+        }
+    }
+}
+
+/// An unknown `metal.*` name: dracut-metal-mdsquash ignores it, so metalroot
+/// warns and goes on, unless it is a misspelling (`_` for `-`, case) of a
+/// parameter that chooses what is wiped: `metal.no_wipe=1` must not mean
+/// "wipe", so the wipe is refused instead.
+fn unknown_metal(c: &mut Config, k: &str, v: Option<&str>) {
+    let shown = if k.contains("password") {
+        "<redacted>".to_string()
+    } else {
+        crate::error::scrub(v.unwrap_or(""))
+    };
+    let near = k.to_ascii_lowercase().replace('_', "-");
+    match table::find(&near) {
+        Some(param) if param.guards_wipe => c.wipe_refused.push(format!(
+            "{k}={shown:?}: unknown parameter; did you mean {}? The wipe is refused rather than guessed",
+            param.names[0]
+        )),
+        Some(param) => c.warnings.push(format!(
+            "{k}={shown:?}: unknown metal.* parameter, ignored (did you mean {}?)",
+            param.names[0]
+        )),
+        None => c.warnings.push(format!(
+            "{k}={shown:?}: unknown metal.* parameter, ignored (see docs/cmdline.md)"
+        )),
     }
 }
 
@@ -488,9 +535,107 @@ mod tests {
     }
 
     #[test]
-    fn unknown_metal_parameter_is_an_error() {
-        let e = parse("metal.no_wipe=1").unwrap_err();
-        assert_eq!(e.param, "metal.no_wipe");
+    fn a_misspelt_wipe_parameter_refuses_the_wipe() {
+        // metal.no_wipe=1 must not silently mean "wipe".
+        let c = parse("metal.server=http://a/ metal.no_wipe=1").unwrap();
+        assert_eq!(c.wipe_refused.len(), 1);
+        assert!(c.wipe_refused[0].contains("metal.no_wipe=\"1\""), "{c:?}");
+        assert!(c.wipe_refused[0].contains("did you mean metal.no-wipe?"));
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn unknown_metal_parameters_are_warnings() {
+        let c = parse("metal.server=http://a/ metal.fancy=1 metal.Wipe_Delay=9").unwrap();
+        assert!(c.wipe_refused.is_empty());
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("metal.fancy=\"1\": unknown metal.* parameter"));
+        assert!(c.warnings[1].contains("did you mean metal.wipe-delay?"));
+        assert_eq!(c.wipe.wipe_delay, 5);
+    }
+
+    #[test]
+    fn mdsquash_numbers_take_its_default_with_a_warning() {
+        // dracut's getargnum: out of range or unparsable gives the default.
+        let c = parse(
+            "metal.server=http://a/ metal.wipe-delay=1 metal.sqfs-md-size=big metal.oval-md-size=500 metal.aux-md-size=0 metal.min-disk-size=0",
+        )
+        .unwrap();
+        assert_eq!(c.wipe.wipe_delay, 5);
+        assert_eq!(c.layout.sqfs_size_gb, 25);
+        assert_eq!(c.layout.oval_size_gb, 150);
+        assert_eq!(c.layout.aux_size_gb, 0);
+        assert_eq!(c.min_disk_size_gib, 0);
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("metal.wipe-delay=\"1\": must be between 2 and 60; using 5")
+        );
+        assert!(c.wipe_refused.is_empty());
+    }
+
+    #[test]
+    fn mdsquash_booleans_read_as_dracut_reads_them() {
+        for (v, want, warned) in [
+            ("0", false, false),
+            ("no", false, false),
+            ("off", false, false),
+            ("1", true, false),
+            ("yes", true, false),
+            // getargbool: anything but 0, no and off is true.
+            ("false", true, true),
+            ("n", true, true),
+            ("enabled", true, true),
+        ] {
+            let c = parse(&format!(
+                "metal.server=http://a/ metal.no-wipe={v} metal.debug={v}"
+            ))
+            .unwrap();
+            assert_eq!((c.no_wipe, c.debug), (want, want), "{v}");
+            assert_eq!(c.warnings.len(), if warned { 2 } else { 0 }, "{v}");
+            assert!(c.wipe_refused.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_bad_value_that_chooses_disks_refuses_the_wipe() {
+        for (line, param) in [
+            ("metal.disks=two", "metal.disks=\"two\""),
+            ("metal.disks=0", "metal.disks=\"0\""),
+            ("metal.min-disk-size=-1", "metal.min-disk-size=\"-1\""),
+            ("metal.disk-allow=bogus:1", "metal.disk-allow=\"bogus:1\""),
+            ("metal.dry-run=maybe", "metal.dry-run=\"maybe\""),
+            ("metal.keep-layout=perhaps", "metal.keep-layout=\"perhaps\""),
+        ] {
+            let c = parse(&format!("metal.server=http://a/ {line}")).unwrap();
+            assert_eq!(c.wipe_refused.len(), 1, "{line}");
+            assert!(
+                c.wipe_refused[0].starts_with(param),
+                "{line}: {:?}",
+                c.wipe_refused
+            );
+            // Never guessed: the default stays, and nothing else is refused.
+            assert_eq!(c.disks, 2, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_every_bad_value() {
+        let e = parse("metal.md-level=raid7 metal.ram=disk metal.sha256=abc rd.iscsi.username=u")
+            .unwrap_err();
+        let all: Vec<&str> = e.each().map(|e| e.param.as_str()).collect();
+        assert_eq!(
+            all,
+            [
+                "metal.md-level",
+                "metal.ram",
+                "metal.sha256",
+                "rd.iscsi.username"
+            ]
+        );
+        let text = e.to_string();
+        assert!(text.contains("metal.md-level=\"raid7\""), "{text}");
+        assert!(text.contains("; metal.ram=\"disk\""), "{text}");
+        assert!(!text.contains('\n'));
     }
 
     #[test]
@@ -556,9 +701,8 @@ mod tests {
     #[test]
     fn bad_values_name_parameter_and_value() {
         for (line, param, value) in [
-            ("metal.disks=two", "metal.disks", "two"),
             ("metal.md-level=raid7", "metal.md-level", "raid7"),
-            ("metal.wipe-delay=1", "metal.wipe-delay", "1"),
+            ("metal.fetch-timeout=1", "metal.fetch-timeout", "1"),
             ("metal.sha256=abc", "metal.sha256", "abc"),
             ("root=live:ftp://x/y", "root", "ftp://x/y"),
             ("metal.ram=disk", "metal.ram", "disk"),

@@ -30,6 +30,13 @@ pub(super) enum Apply {
     Bool(fn(&mut Config) -> &mut bool),
     /// A whole number within the bounds.
     Number((u64, u64), fn(&mut Config) -> &mut u64),
+    /// dracut's `getargnum <default> <min> <max>`, as dracut-metal-mdsquash
+    /// reads its numbers: an unparsable or out-of-range value takes the
+    /// default, with a warning, instead of stopping the boot.
+    Legacy(u64, (u64, u64), fn(&mut Config) -> &mut u64),
+    /// dracut's `getargbool`: `0`, `no` and `off` are false, any other
+    /// value is true (odd spellings get a warning).
+    DracutBool(fn(&mut Config) -> &mut bool),
     /// Text checked by the parser.
     Text(
         fn(&str, Option<&str>) -> Result<String, ParamError>,
@@ -47,6 +54,17 @@ impl Apply {
         match self {
             Apply::Bool(field) => *field(&mut p.c) = boolean(k, v)?,
             Apply::Number((min, max), field) => *field(&mut p.c) = number(k, v, *min, *max)?,
+            Apply::Legacy(default, (min, max), field) => match number(k, v, *min, *max) {
+                Ok(n) => *field(&mut p.c) = n,
+                Err(e) => {
+                    *field(&mut p.c) = *default;
+                    p.c.warnings.push(format!(
+                        "{k}={:?}: {}; using {default}, as dracut-metal-mdsquash does",
+                        e.value, e.reason
+                    ));
+                }
+            },
+            Apply::DracutBool(field) => *field(&mut p.c) = dracut_bool(p, k, v),
             Apply::Text(parse, field) => *field(&mut p.c) = parse(k, v)?,
             Apply::ChapUser(part) => *part(p) = Some(text(k, v)?),
             Apply::ChapSecret(part) => *part(p) = Some(secret_value(k, v)?),
@@ -67,6 +85,10 @@ pub enum Asks {
 pub struct Param {
     /// The name first, then its aliases.
     pub names: &'static [&'static str],
+    /// It chooses which disks are wiped, or how many, or whether: a bad
+    /// value (or a misspelt name) refuses the wipe instead of being
+    /// guessed, and everything else still runs.
+    pub guards_wipe: bool,
     /// Given several times it repeats; on the command line it replaces (not
     /// extends) the site file's list, which this clears.
     pub list: Option<fn(&mut Config)>,
@@ -79,6 +101,7 @@ pub struct Param {
 const fn row(names: &'static [&'static str], asks: Asks, apply: Apply) -> Param {
     Param {
         names,
+        guards_wipe: false,
         list: None,
         secret: false,
         asks,
@@ -113,7 +136,15 @@ const fn chap_secret(
     }
 }
 
-use Apply::{Bool, ChapUser, Number, Text};
+/// A row whose bad value refuses the wipe (see `Param::guards_wipe`).
+const fn guard(p: Param) -> Param {
+    Param {
+        guards_wipe: true,
+        ..p
+    }
+}
+
+use Apply::{Bool, ChapUser, DracutBool, Legacy, Number, Text};
 use Asks::{Always, No, When};
 
 fn secret_value(k: &str, v: Option<&str>) -> Result<String, ParamError> {
@@ -149,6 +180,22 @@ fn ignored(p: &mut Parsing, k: &str, v: Option<&str>, why: &str) -> Result<(), P
     Ok(())
 }
 
+/// dracut's reading of a boolean (`getargbool`): only `0`, `no` and `off`
+/// are false. A spelling metalroot reads otherwise elsewhere (`false`, `n`)
+/// or does not know gets a warning: mdsquash took it as true.
+fn dracut_bool(p: &mut Parsing, k: &str, v: Option<&str>) -> bool {
+    match v {
+        None | Some("1" | "yes" | "y" | "on" | "true") => true,
+        Some("0" | "no" | "off") => false,
+        Some(other) => {
+            p.c.warnings.push(format!(
+                "{k}={other:?}: dracut reads any value but 0, no and off as true; taking it as true, as dracut-metal-mdsquash does"
+            ));
+            true
+        }
+    }
+}
+
 /// A boolean that is true (or not a boolean at all) asks for metalroot.
 fn true_or_odd(v: Option<&str>) -> bool {
     boolean("", v).unwrap_or(true)
@@ -165,13 +212,26 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    row(&["metal.debug"], Always, Bool(|c| &mut c.debug)),
-    row(&["metal.disks"], Always, Number((1, 64), |c| &mut c.disks)),
+    row(&["metal.debug"], Always, DracutBool(|c| &mut c.debug)),
+    guard(row(
+        &["metal.disks"],
+        Always,
+        Number((1, 64), |c| &mut c.disks),
+    )),
     p(&["metal.md-level"], Always, |p, k, v| {
         p.c.layout.md_level = md_level(k, v)?;
         Ok(())
     }),
-    row(&["metal.no-wipe"], Always, Bool(|c| &mut c.no_wipe)),
+    guard(row(
+        &["metal.no-wipe"],
+        Always,
+        DracutBool(|c| &mut c.no_wipe),
+    )),
+    guard(row(
+        &["metal.keep-layout"],
+        Always,
+        Bool(|c| &mut c.wipe.keep_layout),
+    )),
     row(
         &["metal.wipe-anyway"],
         Always,
@@ -180,14 +240,18 @@ pub static PARAMS: &[Param] = &[
     row(
         &["metal.wipe-delay"],
         Always,
-        Number((2, 60), |c| &mut c.wipe.wipe_delay),
+        Legacy(5, (2, 60), |c| &mut c.wipe.wipe_delay),
     ),
-    row(
+    guard(row(
         &["metal.min-disk-size"],
         Always,
-        Number((1, 1 << 20), |c| &mut c.min_disk_size_gib),
+        Number((0, 1 << 20), |c| &mut c.min_disk_size_gib),
+    )),
+    row(
+        &["metal.ipv4"],
+        Always,
+        DracutBool(|c| &mut c.fetch.http.ipv4),
     ),
-    row(&["metal.ipv4"], Always, Bool(|c| &mut c.fetch.http.ipv4)),
     row(
         &["metal.read-timeout"],
         Always,
@@ -196,17 +260,17 @@ pub static PARAMS: &[Param] = &[
     row(
         &["metal.sqfs-md-size"],
         Always,
-        Number((25, 100), |c| &mut c.layout.sqfs_size_gb),
+        Legacy(25, (25, 100), |c| &mut c.layout.sqfs_size_gb),
     ),
     row(
         &["metal.oval-md-size"],
         Always,
-        Number((25, 200), |c| &mut c.layout.oval_size_gb),
+        Legacy(150, (25, 200), |c| &mut c.layout.oval_size_gb),
     ),
     row(
         &["metal.aux-md-size"],
         Always,
-        Number((0, 200), |c| &mut c.layout.aux_size_gb),
+        Legacy(150, (0, 200), |c| &mut c.layout.aux_size_gb),
     ),
     // dracut live
     p(
@@ -274,7 +338,9 @@ pub static PARAMS: &[Param] = &[
     p(
         &["rd.live.overlay.thin", "rd.writable.fsimg"],
         No,
-        |p, k, v| ignored(p, k, v, "metalroot builds no device-mapper snapshot; the writable layer is an OverlayFS upper or none"),
+        |p, k, v| {
+            ignored(p, k, v, "metalroot builds no device-mapper snapshot; the writable layer is an OverlayFS upper or none")
+        },
     ),
     p(&["rd.live.check"], No, |p, k, v| {
         ignored(p, k, v, "the image is verified by SHA-256 instead")
@@ -446,7 +512,7 @@ pub static PARAMS: &[Param] = &[
         Ok(())
     }),
     row(&["metal.trap"], Always, Bool(|c| &mut c.trap)),
-    list(
+    guard(list(
         &["metal.disk-allow"],
         Always,
         |c| c.disk_allow.clear(),
@@ -459,8 +525,8 @@ pub static PARAMS: &[Param] = &[
             }
             Ok(())
         },
-    ),
-    row(&["metal.dry-run"], Always, Bool(|c| &mut c.dry_run)),
+    )),
+    guard(row(&["metal.dry-run"], Always, Bool(|c| &mut c.dry_run))),
     list(
         &["metal.iscsi.discovery"],
         Always,

@@ -30,6 +30,39 @@ fn oval_label(c: &Config) -> String {
     .unwrap_or_else(|| s(DEFAULT_OVAL_LABEL))
 }
 
+/// What the disk steps do with a node that is already paved, and why: the
+/// first thing an operator must know before booting a fleet.
+pub fn pave_note(c: &Config) -> String {
+    if !c.wipe_refused.is_empty() {
+        s("pave: refused (see the warnings); nothing is wiped or created")
+    } else if c.no_wipe {
+        s("pave: metal.no-wipe=1: nothing is wiped; an existing layout is assembled, blank disks are paved, disks with data are refused")
+    } else if c.wipe.keep_layout {
+        s("pave: metal.keep-layout=1 (metalroot's own, opt-in): an existing layout is kept as it is; otherwise the disks are wiped and paved")
+    } else {
+        s("pave: metal.no-wipe=0: the disks are wiped and paved on every boot, an existing layout too, as dracut-metal-mdsquash does (metal.keep-layout=1 keeps an existing layout)")
+    }
+}
+
+/// The wipe step when a parameter that chooses what is wiped had a bad
+/// value: it fails with every such value named, destroys nothing, and the
+/// layout (which requires it) does not run. The other steps still do.
+fn refused(c: &Config) -> Step {
+    let mut st = Step::new(
+        "metalroot-wipe",
+        s("metalroot: wipe local disks (refused: a bad value)"),
+        Cmd::Fail {
+            message: format!(
+                "the wipe is refused, nothing was wiped or created: {}",
+                c.wipe_refused.join("; ")
+            ),
+        },
+    );
+    st.required_by.push(s("initrd-root-fs.target"));
+    st.before.push(s("initrd-root-fs.target"));
+    st
+}
+
 /// The wipe (unless metal.no-wipe) and the layout; both wait for `logins`
 /// so that network LUNs are visible, and refused, when disks are chosen.
 pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
@@ -51,7 +84,10 @@ pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
         sysroot_prefix: PathBuf::from("/"),
     };
     let mut steps = Vec::new();
-    if !c.no_wipe {
+    let refuse = !c.wipe_refused.is_empty();
+    if refuse {
+        steps.push(refused(c));
+    } else if !c.no_wipe {
         let mut st = Step::new(
             "metalroot-wipe",
             s("metalroot: wipe local disks (seed 000 metal.no-wipe=0)"),
@@ -85,7 +121,7 @@ pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
     );
     st.destructive = !c.dry_run;
     st.timeout_sec = Some(900);
-    if !c.no_wipe {
+    if refuse || !c.no_wipe {
         st.requires.push(s("metalroot-wipe.service"));
     }
     st.wants.extend(logins.iter().cloned());

@@ -117,6 +117,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub secrets: Vec<Secret>,
     pub notes: Vec<String>,
+    /// Values taken otherwise than written, unknown names, a refused wipe:
+    /// logged at warning priority and shown first by `metalroot plan`.
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -136,6 +139,9 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
     let mut notes = c.ignored.clone();
     let debug = c.debug;
     let paves = disks::paves(&c);
+    if paves {
+        notes.push(disks::pave_note(&c));
+    }
     let image = image::Image::of(&c);
     // Without a /sysroot step systemd mounts root= itself, and the block
     // steps only have to run before initrd-root-device.target.
@@ -190,11 +196,18 @@ fn finish(
             st.argv.insert(2, s("--debug"));
         }
     }
+    let mut warnings = c.warnings.clone();
+    warnings.extend(
+        c.wipe_refused
+            .iter()
+            .map(|w| format!("the wipe is refused: {w}")),
+    );
     Plan {
         config: c,
         steps,
         secrets,
         notes,
+        warnings,
     }
 }
 

@@ -33,13 +33,15 @@ pub struct LayoutOpts {
     /// RAID level of the image and overlay arrays (metal.md-level).
     #[arg(long, value_enum)]
     pub md_level: MdLevel,
-    /// Size of the image array, in GiB (metal.sqfs-md-size).
+    /// Size of the image array, in GB (10^9 bytes; metal.sqfs-md-size):
+    /// its partition ends at this many GB from the disk's start.
     #[arg(long)]
     pub sqfs_size_gb: u64,
-    /// Size of the overlay array, in GiB (metal.oval-md-size).
+    /// Size of the overlay array, in GB (metal.oval-md-size).
     #[arg(long)]
     pub oval_size_gb: u64,
-    /// Size of the AUX array, in GiB; 0 for none (metal.aux-md-size).
+    /// Size of the AUX array (a stripe), in GB; 0 for none
+    /// (metal.aux-md-size).
     #[arg(long)]
     pub aux_size_gb: u64,
 }
@@ -57,11 +59,38 @@ impl Default for LayoutOpts {
 }
 
 impl LayoutOpts {
-    /// Bytes each disk must have: the partitions plus GPT's own.
+    /// The partitions as dracut-metal-mdsquash makes them with `parted
+    /// --align=opt`: the ESP from sector 2048 to 500 MB, then each array's
+    /// partition ending at the running sum of the sizes in decimal GB
+    /// (25 GB, 175 GB, 325 GB by default), every boundary on the nearest
+    /// MiB. Returns (name, first MiB, end MiB) per partition.
+    pub fn partitions_mib(&self) -> Vec<(&'static str, u64, u64)> {
+        let mib = |bytes: u64| (bytes + (1 << 19)) >> 20;
+        let gb = |n: u64| mib(n * 1_000_000_000);
+        let sqfs = self.sqfs_size_gb;
+        let oval = sqfs + self.oval_size_gb;
+        let mut ends = vec![
+            ("BOOT", mib(BOOT_MB * 1_000_000)),
+            ("SQFS", gb(sqfs)),
+            ("ROOT", gb(oval)),
+        ];
+        if self.aux_size_gb > 0 {
+            ends.push(("AUX", gb(oval + self.aux_size_gb)));
+        }
+        let mut start = 1;
+        ends.into_iter()
+            .map(|(name, end)| {
+                let p = (name, start, end);
+                start = end;
+                p
+            })
+            .collect()
+    }
+
+    /// Bytes each disk must have: the partitions plus the backup GPT.
     pub fn bytes_needed(&self) -> u64 {
-        (BOOT_MIB << 20)
-            + ((self.sqfs_size_gb + self.oval_size_gb + self.aux_size_gb) << 30)
-            + (16 << 20)
+        let end = self.partitions_mib().last().map_or(1, |p| p.2);
+        (end + 1) << 20
     }
 
     pub(crate) fn push(&self, a: &mut Argv) {
@@ -82,7 +111,9 @@ impl LayoutArgs {
     }
 }
 
-pub const BOOT_MIB: u64 = 500;
+/// Where the ESP (the BOOT array's partition) ends, in MB, as mdsquash's
+/// `mkpart esp fat32 2048s 500MB`.
+pub const BOOT_MB: u64 = 500;
 pub const VG: &str = "metalvg0";
 
 pub fn run(a: LayoutArgs) -> Result<()> {
@@ -132,29 +163,34 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     if d.dry_run {
         for disk in &chosen {
             info!(
-                "dry run: would partition {} (GPT: BOOT {BOOT_MIB} MiB, SQFS {} GB, ROOT {} GB, AUX {} GB)",
-                disk.dev(), a.opts.sqfs_size_gb, a.opts.oval_size_gb, a.opts.aux_size_gb
+                "dry run: would partition {} (GPT: {})",
+                disk.dev(),
+                a.opts
+                    .partitions_mib()
+                    .iter()
+                    .map(|(n, s, e)| format!("{n} {s}-{e} MiB"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
-        info!("dry run: would create md arrays BOOT, SQFS, ROOT, AUX at level {level}, filesystems BOOTRAID, {}, {} and volume group {VG}", d.sqfs_label, d.oval_label);
+        info!("dry run: would create md arrays BOOT, SQFS, ROOT at level {level} and AUX as a stripe, filesystems BOOTRAID, {}, {} and volume group {VG}", d.sqfs_label, d.oval_label);
         return Ok(());
     }
 
     notify::status("partitioning");
-    let mut parts = vec![
-        ("BOOT", format!("+{BOOT_MIB}M")),
-        ("SQFS", format!("+{}G", a.opts.sqfs_size_gb)),
-        ("ROOT", format!("+{}G", a.opts.oval_size_gb)),
-    ];
-    if a.opts.aux_size_gb > 0 {
-        parts.push(("AUX", format!("+{}G", a.opts.aux_size_gb)));
-    }
+    let parts = a.opts.partitions_mib();
     for disk in &chosen {
+        // sgdisk counts in the disk's logical sectors.
+        let lbs = logical_block_size(&d.sysroot_prefix, &disk.name);
+        let sector = |mib: u64| (mib << 20) / lbs;
         let mut argv = vec!["sgdisk".to_string(), "--clear".into()];
-        for (i, (name, size)) in parts.iter().enumerate() {
+        for (i, (name, first, end)) in parts.iter().enumerate() {
             let n = i + 1;
-            argv.push(format!("--new={n}:0:{size}"));
-            argv.push(format!("--typecode={n}:FD00"));
+            argv.push(format!("--new={n}:{}:{}", sector(*first), sector(*end) - 1));
+            // mdsquash's parted makes the first an ESP; the others are
+            // Linux RAID members.
+            let code = if *name == "BOOT" { "EF00" } else { "FD00" };
+            argv.push(format!("--typecode={n}:{code}"));
             argv.push(format!("--change-name={n}:{name}"));
         }
         argv.push(disk.dev());
@@ -163,12 +199,15 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     }
     settle();
 
-    for (i, (name, _)) in parts.iter().enumerate() {
+    for (i, (name, _, _)) in parts.iter().enumerate() {
         notify::status(&format!("creating md array {name}"));
         let members: Vec<String> = chosen
             .iter()
             .map(|x| part_dev(&x.name, i as u32 + 1))
             .collect();
+        // As mdsquash: AUX is always a stripe (metalvg0 spans the disks),
+        // the others take metal.md-level.
+        let level = if *name == "AUX" { "stripe" } else { level };
         let mut argv: Vec<String> = vec![
             "mdadm".into(),
             "--create".into(),
@@ -176,12 +215,17 @@ pub fn run(a: LayoutArgs) -> Result<()> {
             "--run".into(),
             format!("--level={level}"),
             format!("--raid-devices={}", members.len()),
-            // vfat must see its superblock at the start: metadata at the end.
-            format!("--metadata={}", if *name == "BOOT" { "1.0" } else { "1.2" }),
             "--assume-clean".into(),
             "--homehost=any".into(),
-            format!("--name={name}"),
         ];
+        if *name == "BOOT" {
+            // mdsquash's 0.90: metadata at the end, so firmware and vfat
+            // see a plain ESP on each member. 0.90 stores no name.
+            argv.push("--metadata=0.90".into());
+        } else {
+            argv.push("--metadata=1.2".into());
+            argv.push(format!("--name={name}"));
+        }
         if members.len() == 1 {
             argv.push("--force".into());
         }
@@ -207,4 +251,43 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         if a.opts.aux_size_gb > 0 { ", AUX" } else { "" }
     );
     Ok(())
+}
+
+/// The disk's logical sector size in bytes (512 unless sysfs says other).
+fn logical_block_size(prefix: &std::path::Path, disk: &str) -> u64 {
+    std::fs::read_to_string(prefix.join(format!("sys/block/{disk}/queue/logical_block_size")))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n: &u64| *n >= 512)
+        .unwrap_or(512)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_as_mdsquash_parted_makes_them() {
+        // Seed 000's log: BOOT 487360K (0.90 metadata on 476 MiB),
+        // SQFS ends at 25 GB, ROOT at 175 GB, AUX at 325 GB.
+        let p = LayoutOpts::default().partitions_mib();
+        assert_eq!(
+            p,
+            [
+                ("BOOT", 1, 477),
+                ("SQFS", 477, 23842),
+                ("ROOT", 23842, 166893),
+                ("AUX", 166893, 309944),
+            ]
+        );
+        // 0.90 keeps the last 64 KiB-aligned 64 KiB: 476 MiB gives the
+        // seed's "size set to 487360K".
+        assert_eq!(((476u64 << 20) / 65536 - 1) * 64, 487360);
+        assert_eq!(LayoutOpts::default().bytes_needed(), 309945 << 20);
+        let no_aux = LayoutOpts {
+            aux_size_gb: 0,
+            ..LayoutOpts::default()
+        };
+        assert_eq!(no_aux.partitions_mib().len(), 3);
+    }
 }

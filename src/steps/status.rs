@@ -501,7 +501,11 @@ mod tests {
                 "metal.server=http://pit/ metal.no-wipe=1",
                 "(metalroot-fetch.service)",
             ),
-            ("metal.disks=two", "the command line was refused: "),
+            ("metal.md-level=raid7", "the command line was refused: "),
+            (
+                "metal.server=http://pit/ metal.disks=two",
+                "WARNING: the wipe is refused: metal.disks=\"two\"",
+            ),
         ] {
             let tmp = tempfile::tempdir().unwrap();
             let root = tmp.path().join("root");

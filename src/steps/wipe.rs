@@ -43,6 +43,10 @@ pub struct WipeOpts {
     /// Wipe even when a preflight check failed (metal.wipe-anyway=1).
     #[arg(long)]
     pub wipe_anyway: bool,
+    /// Keep an existing layout instead of paving it again
+    /// (metal.keep-layout=1; dracut-metal-mdsquash always paves again).
+    #[arg(long)]
+    pub keep_layout: bool,
 }
 
 impl Default for WipeOpts {
@@ -51,6 +55,7 @@ impl Default for WipeOpts {
         WipeOpts {
             wipe_delay: 5,
             wipe_anyway: false,
+            keep_layout: false,
         }
     }
 }
@@ -61,6 +66,7 @@ impl WipeArgs {
         self.disks.push(&mut a);
         a.opt("wipe-delay", self.opts.wipe_delay);
         a.flag("wipe-anyway", self.opts.wipe_anyway);
+        a.flag("keep-layout", self.opts.keep_layout);
         self.layout.push(&mut a);
         self.src.push(&mut a);
         self.fetch.push(&mut a);
@@ -74,11 +80,17 @@ pub fn run(a: WipeArgs) -> Result<()> {
     let d = &a.disks;
     crate::sys::disks::wait_settled(d)?;
     if layout_present(&d.sysroot_prefix, &[&d.sqfs_label, &d.oval_label]) {
-        info!(
-            "found LABEL={} and LABEL={}: an existing layout, nothing is wiped",
+        if a.opts.keep_layout {
+            info!(
+                "found LABEL={} and LABEL={}: an existing layout, nothing is wiped (metal.keep-layout=1)",
+                d.sqfs_label, d.oval_label
+            );
+            return Ok(());
+        }
+        warn!(
+            "found LABEL={} and LABEL={}: an existing layout; metal.no-wipe=0 wipes and paves it again, as dracut-metal-mdsquash does (metal.keep-layout=1 keeps it)",
             d.sqfs_label, d.oval_label
         );
-        return Ok(());
     }
     let disks = scan_logged(d)?;
     preflight(&a, &disks)?;

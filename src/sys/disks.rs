@@ -138,7 +138,11 @@ fn norm_wwn(w: &str) -> String {
 }
 
 /// Eligible disks, smallest first as seed 000 sorts them, with the verdict for
-/// every disk for the log.
+/// every disk for the log. Among disks of one size the order is the disks'
+/// own identity (WWN, then serial), not the kernel's names, which change
+/// with probe order: with more eligible disks than metal.disks, every boot
+/// takes the same ones. The name only breaks ties between disks without
+/// either.
 pub fn choose(all: &[Disk], r: &Rules) -> (Vec<Disk>, Vec<(Disk, String)>) {
     let mut ok: Vec<Disk> = Vec::new();
     let mut verdicts = Vec::new();
@@ -151,7 +155,13 @@ pub fn choose(all: &[Disk], r: &Rules) -> (Vec<Disk>, Vec<(Disk, String)>) {
             }
         }
     }
-    ok.sort_by(|a, b| a.size.cmp(&b.size).then(a.name.cmp(&b.name)));
+    ok.sort_by(|a, b| {
+        a.size
+            .cmp(&b.size)
+            .then_with(|| norm_wwn(&a.wwn).cmp(&norm_wwn(&b.wwn)))
+            .then_with(|| a.serial.cmp(&b.serial))
+            .then_with(|| a.name.cmp(&b.name))
+    });
     (ok, verdicts)
 }
 
@@ -524,6 +534,44 @@ mod tests {
         };
         let (ok, _) = choose(&[a, b, c], &r);
         assert_eq!(ok.len(), 2);
+    }
+
+    #[test]
+    fn equal_disks_are_chosen_by_identity_not_by_kernel_name() {
+        let with = |name: &str, serial: &str, wwn: &str| {
+            let mut d = disk(name, 400);
+            d.serial = serial.into();
+            d.wwn = wwn.into();
+            d
+        };
+        // The same three disks, named in two probe orders.
+        let boot1 = [
+            with("sda", "S-C", ""),
+            with("sdb", "S-A", ""),
+            with("sdc", "S-B", ""),
+        ];
+        let boot2 = [
+            with("sda", "S-B", ""),
+            with("sdb", "S-C", ""),
+            with("sdc", "S-A", ""),
+        ];
+        let serials = |ds: &[Disk]| {
+            let (ok, _) = choose(ds, &rules());
+            ok.iter().map(|d| d.serial.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(serials(&boot1), ["S-A", "S-B", "S-C"]);
+        assert_eq!(serials(&boot1), serials(&boot2));
+        // A WWN orders before a serial, whatever its notation; size first.
+        let (ok, _) = choose(
+            &[
+                with("sda", "S-A", "naa.5000000000000002"),
+                with("sdb", "S-Z", "0x5000000000000001"),
+                disk("sdc", 300),
+            ],
+            &rules(),
+        );
+        let names: Vec<&str> = ok.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["sdc", "sdb", "sda"]);
     }
 
     #[test]

@@ -290,3 +290,14 @@ _vm_extract_results() {
     tar -xf "$img" -C "$dir" 2>"$dir/.tar-errors" || true
     [[ -s "$dir/.tar-errors" ]] || rm -f "$dir/.tar-errors"
 }
+
+# serial_log_wait FILE TEXT: wait until FILE (a boot's serial log, maybe not
+# yet created) holds TEXT; 1 after 300 s x VM_TIMEOUT_SCALE.
+serial_log_wait() {
+    local i
+    for ((i = 0; i < 1200 * VM_TIMEOUT_SCALE; i++)); do
+        grep -qs -- "$2" "$1" && return 0
+        sleep 0.25
+    done
+    return 1
+}

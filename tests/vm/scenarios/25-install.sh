@@ -30,7 +30,8 @@ scenario_install_operator() {
     assert_serial_contains 'Reached target .{0,12}multi-user\.target'
     # What the operator checks at the console.
     assert_serial_contains '^OPERATOR\| / +LiveOS_rootfs +overlay'
-    assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| md[0-9]+ : active raid1')" 4 "four raid1 arrays in /proc/mdstat"
+    assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| md[0-9]+ : active raid1')" 3 "three raid1 arrays in /proc/mdstat"
+    assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| md[0-9]+ : active raid0')" 1 "AUX as a stripe in /proc/mdstat"
     assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| .*\[2/2\] \[UU\]')" 4 "each array with both members"
     assert_serial_contains '^OPERATOR\| (running|degraded)'
     assert_serial_contains '^OPERATOR\| active'
