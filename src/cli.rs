@@ -82,6 +82,8 @@ pub enum Cmd {
     LvmActivate(LvmArgs),
     /// Hand the assembled system over to the real root.
     Handover(HandoverArgs),
+    /// DHCP on every Ethernet link, for a command line without ip=.
+    Dhcp,
     /// A shell before switch-root; leaving it continues the boot.
     Trap,
     /// For the emergency shell: every metalroot unit, its state, its last
@@ -105,6 +107,7 @@ impl Cmd {
             Cmd::LvmActivate(_) => "lvm-activate",
             Cmd::Handover(_) => "handover",
             Cmd::Trap => "trap",
+            Cmd::Dhcp => "dhcp",
             Cmd::Status(_) => "status",
         }
     }
@@ -126,7 +129,7 @@ impl Cmd {
             Cmd::Handover(a) => a.to_argv(),
             Cmd::Plan(a) => a.to_argv(),
             Cmd::Status(a) => a.to_argv(),
-            Cmd::Multipath(_) | Cmd::Trap => Vec::new(),
+            Cmd::Multipath(_) | Cmd::Trap | Cmd::Dhcp => Vec::new(),
         };
         let mut argv = vec![crate::args::BIN.to_string(), self.name().to_string()];
         argv.extend(rest);
@@ -202,6 +205,7 @@ mod tests {
             }),
             Cmd::Multipath(MultipathArgs {}),
             Cmd::Trap,
+            Cmd::Dhcp,
             Cmd::Fail {
                 message: "invalid kernel command line: metal.disks=\"two\": …".into(),
             },

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Cmd::Sysroot(a) => steps::sysroot::run(a),
         Cmd::Handover(a) => steps::handover::run(a),
         Cmd::Trap => steps::trap::run(),
+        Cmd::Dhcp => steps::network::run(),
         Cmd::Status(a) => steps::status::run(a),
         Cmd::IscsiLogin(a) => steps::iscsi::run(a),
         Cmd::Multipath(a) => steps::blockstack::multipath(a),

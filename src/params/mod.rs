@@ -105,6 +105,9 @@ pub struct Config {
     pub iscsi_ibft: bool,
     pub iscsi_waitnet: bool,
     pub multipath: bool,
+    /// An `ip=` is on the command line: the network is configured by the
+    /// initrd's own network setup, not by metalroot's DHCP fallback.
+    pub ip_given: bool,
     // metalroot's own
     pub ram: Option<RamMode>,
     pub upper: Option<Upper>,
@@ -170,6 +173,7 @@ impl Default for Config {
             iscsi_ibft: false,
             iscsi_waitnet: true,
             multipath: false,
+            ip_given: false,
             ram: None,
             upper: None,
             zram_size: DEFAULT_ZRAM_SIZE,

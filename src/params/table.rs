@@ -456,6 +456,7 @@ pub static PARAMS: &[Param] = &[
     row(&["rd.iscsi.waitnet"], No, Bool(|c| &mut c.iscsi_waitnet)),
     // Every other ip= value belongs to the network module.
     p(&["ip"], When(|v| v == Some("ibft")), |p, _, v| {
+        p.c.ip_given = true;
         if v == Some("ibft") {
             p.c.iscsi_ibft = true
         }

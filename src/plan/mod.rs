@@ -183,13 +183,33 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
     Ok(finish(c, steps, secrets, notes, debug))
 }
 
+/// seed 000's lines carry no `ip=`: a step that needs the network gets
+/// DHCP on every Ethernet link, set up before systemd-networkd starts.
+fn dhcp_fallback() -> Step {
+    let mut st = Step::new(
+        "metalroot-dhcp",
+        s("metalroot: DHCP on every Ethernet link (no ip= on the command line)"),
+        Cmd::Dhcp,
+    );
+    st.before.push(s("systemd-networkd.service"));
+    st.before.push(s("network-pre.target"));
+    st.pulls.push(s("systemd-networkd.service"));
+    st.wanted_by.push(s("initrd.target"));
+    st.timeout_sec = Some(30);
+    st
+}
+
 fn finish(
     c: Config,
     mut steps: Vec<Step>,
     secrets: Vec<Secret>,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
     debug: bool,
 ) -> Plan {
+    if !c.ip_given && steps.iter().any(|st| st.net == Net::Online) {
+        steps.push(dhcp_fallback());
+        notes.push(s("network: no ip= on the command line: metalroot-dhcp.service configures DHCP on every Ethernet link, as dracut-metal-mdsquash fleets boot without ip="));
+    }
     if debug {
         // `--debug` is global: clap reads it after the step's name too.
         for st in &mut steps {
@@ -381,12 +401,26 @@ mod tests {
                 "metalroot-layout",
                 "metalroot-fetch",
                 "metalroot-sysroot",
-                "metalroot-handover"
+                "metalroot-handover",
+                // seed 000's line has no ip=: metalroot brings DHCP up.
+                "metalroot-dhcp"
             ]
         );
         let sys = &p.steps[3].argv;
         assert!(sys.contains(&s("LABEL=ROOTRAID")), "{sys:?}");
         assert!(p.destructive());
+    }
+
+    #[test]
+    fn dhcp_only_without_ip_and_only_for_the_network() {
+        let has = |line: &str| names(&plan(line)).contains(&"metalroot-dhcp");
+        assert!(has("metal.server=http://pit/"));
+        assert!(has("metal.server=http://pit/ metal.dry-run=1"));
+        assert!(has("netroot=iscsi:10.0.0.1::::iqn.a:b root=/dev/sda"));
+        assert!(!has("metal.server=http://pit/ ip=dhcp"));
+        assert!(!has("metal.server=http://pit/ ip=eth0:dhcp rd.neednet=1"));
+        assert!(!has("metal.server=file://?LABEL=PIT"));
+        assert!(!has("root=live:LABEL=SQFSRAID"));
     }
 
     #[test]

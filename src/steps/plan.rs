@@ -50,14 +50,24 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
         out.push_str("  the plan touches no local disk\n");
         return Ok(out);
     };
-    let labels_present = [&d.sqfs_label, &d.oval_label].iter().all(|l| {
+    let layout_found = [&d.sqfs_label, &d.oval_label].iter().all(|l| {
         let link = crate::sys::udev::by_label(l);
         d.sysroot_prefix.join(link.trim_start_matches('/')).exists()
     });
+    // A found layout is kept without a wipe step (metal.no-wipe=1) or with
+    // metal.keep-layout=1; with metal.no-wipe=0 alone it is paved again.
+    let keeps = !wipes || wipe_args.as_ref().is_some_and(|w| w.opts.keep_layout);
+    let labels_present = layout_found && keeps;
     if labels_present {
         let _ = writeln!(
             out,
             "  LABEL={} and LABEL={} exist: the existing layout would be reused, nothing wiped",
+            d.sqfs_label, d.oval_label
+        );
+    } else if layout_found {
+        let _ = writeln!(
+            out,
+            "  LABEL={} and LABEL={} exist: metal.no-wipe=0 wipes and paves them again (metal.keep-layout=1 keeps them)",
             d.sqfs_label, d.oval_label
         );
     }
@@ -67,7 +77,8 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
         allow: d.allow.clone(),
     };
     let (ok, verdicts) = crate::sys::disks::choose(&all, &rules);
-    let chosen: Vec<&str> = ok
+    let arrays = crate::sys::disks::for_arrays(&ok);
+    let chosen: Vec<&str> = arrays
         .iter()
         .take(d.disks as usize)
         .map(|x| x.name.as_str())
@@ -102,12 +113,12 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
         for f in failed {
             let _ = writeln!(out, "  preflight FAILS, nothing would be wiped: {f}");
         }
-    } else if !labels_present && (ok.len() as u64) < d.disks {
+    } else if !labels_present && (arrays.len() as u64) < d.disks {
         let _ = writeln!(
             out,
-            "  ERROR: metal.disks={} but only {} eligible disk(s): the boot would stop before wiping",
+            "  ERROR: metal.disks={} but only {} eligible disk(s) of 350 GiB or more: the boot would stop before wiping",
             d.disks,
-            ok.len()
+            arrays.len()
         );
     }
     Ok(out)
@@ -122,14 +133,21 @@ mod tests {
     #[test]
     fn scan_disks_shows_the_preflight() {
         let d = tempfile::tempdir().unwrap();
-        for n in ["nvme0n1", "nvme1n1"] {
+        for (n, gib) in [("nvme0n1", 360u64), ("nvme1n1", 360), ("sda", 200)] {
             let b = d.path().join("sys/block").join(n);
             std::fs::create_dir_all(&b).unwrap();
-            std::fs::write(b.join("size"), ((200u64 << 30) / 512).to_string()).unwrap();
+            std::fs::write(b.join("size"), ((gib << 30) / 512).to_string()).unwrap();
+            if n == "sda" {
+                std::fs::create_dir_all(b.join("device")).unwrap();
+            }
         }
-        let mut p = crate::core::plan(None, "metal.server=http://pit/")
-            .unwrap()
-            .unwrap();
+        // 25 + 200 + 200 GB: more than the 360 GiB disks hold.
+        let mut p = crate::core::plan(
+            None,
+            "metal.server=http://pit/ metal.oval-md-size=200 metal.aux-md-size=200",
+        )
+        .unwrap()
+        .unwrap();
         for st in &mut p.steps {
             match &mut st.cmd {
                 Cmd::Wipe(w) => w.disks.sysroot_prefix = d.path().into(),
@@ -138,9 +156,9 @@ mod tests {
             }
         }
         let r = disk_report(&p).unwrap();
-        assert!(r.contains("/dev/nvme0n1 214748364800 bytes"), "{r}");
+        assert!(r.contains("/dev/nvme0n1 386547056640 bytes"), "{r}");
         assert!(
-            r.contains("preflight FAILS, nothing would be wiped: /dev/nvme0n1 has 214748364800 bytes, the layout needs"),
+            r.contains("preflight FAILS, nothing would be wiped: /dev/nvme0n1 has 386547056640 bytes, the layout needs 425001484288"),
             "{r}"
         );
     }

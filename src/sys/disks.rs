@@ -376,13 +376,28 @@ pub fn wait_settled(a: &DiskArgs) -> Result<()> {
     }
 }
 
+/// The smallest disk dracut-metal-mdsquash takes for its arrays
+/// (`METAL_DISK_SMALL`, 350 GiB): smaller eligible disks are wiped, never
+/// partitioned, so a node with small and large disks gets its arrays on the
+/// same disks as under mdsquash.
+pub const ARRAY_MIN_BYTES: u64 = 375_809_638_400;
+
+/// The eligible disks the arrays may take, in choice order.
+pub fn for_arrays(eligible: &[Disk]) -> Vec<Disk> {
+    eligible
+        .iter()
+        .filter(|d| d.size >= ARRAY_MIN_BYTES)
+        .cloned()
+        .collect()
+}
+
 /// Scans (after `wait_settled`), logs every disk's verdict, and checks
-/// there are enough.
+/// there are enough for the arrays.
 pub fn select_logged(a: &DiskArgs) -> Result<Vec<Disk>> {
-    let ok = scan_logged(a)?;
+    let ok = for_arrays(&scan_logged(a)?);
     if (ok.len() as u64) < a.disks {
         anyhow::bail!(
-            "metal.disks={} but only {} eligible disk(s) found ({}); nothing was wiped or created",
+            "metal.disks={} but only {} eligible disk(s) of {ARRAY_MIN_BYTES} bytes (350 GiB) or more found ({}); nothing was wiped or created",
             a.disks,
             ok.len(),
             ok.iter().map(Disk::dev).collect::<Vec<_>>().join(" ")

@@ -6,7 +6,7 @@
 use crate::kinds::ImageSource;
 use crate::steps::fetch::{on_label, sidecar, FetchOpts, ImageArgs};
 use crate::steps::layout::LayoutOpts;
-use crate::sys::disks::Disk;
+use crate::sys::disks::{for_arrays, Disk, ARRAY_MIN_BYTES};
 use crate::sys::http;
 use crate::sys::retry::backoff;
 use reqwest::header::RANGE;
@@ -25,20 +25,32 @@ pub const TOOLS: &[&str] = &[
     "mkfs.xfs",
 ];
 
-/// The disks that would be used: enough of them, each large enough.
-pub fn disks(chosen: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
+/// The disks the arrays would take: enough of them, each large enough. An
+/// eligible disk below mdsquash's 350 GiB is named when it leaves the
+/// arrays short (it would be wiped, never used).
+pub fn disks(eligible: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
     let mut failed = Vec::new();
+    let big = for_arrays(eligible);
+    let chosen = &big[..big.len().min(wanted as usize)];
     if (chosen.len() as u64) < wanted {
         failed.push(format!(
-            "metal.disks={wanted}: only {} eligible disk(s) found",
+            "metal.disks={wanted}: only {} eligible disk(s) of {ARRAY_MIN_BYTES} bytes (350 GiB, dracut-metal-mdsquash's smallest array disk) or more",
             chosen.len()
         ));
+        for d in eligible.iter().filter(|d| d.size < ARRAY_MIN_BYTES) {
+            failed.push(format!(
+                "{} has {} bytes, below {ARRAY_MIN_BYTES}: not taken for the arrays",
+                d.dev(),
+                d.size
+            ));
+        }
     }
     let need = layout.bytes_needed();
     for d in chosen.iter().filter(|d| d.size < need) {
         failed.push(format!(
             "{} has {} bytes, the layout needs {need} (metal.sqfs-md-size={} \
-             metal.oval-md-size={} metal.aux-md-size={}, GiB, plus 516 MiB)",
+             metal.oval-md-size={} metal.aux-md-size={}: partitions end at their \
+             sum in GB, plus the backup GPT)",
             d.dev(),
             d.size,
             layout.sqfs_size_gb,
@@ -52,8 +64,7 @@ pub fn disks(chosen: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
 /// The checks that read only this machine: the disks the layout takes and
 /// the tools on `PATH` (the wipe, and `plan --scan-disks`).
 pub fn local(eligible: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
-    let chosen = &eligible[..eligible.len().min(wanted as usize)];
-    let mut failed = disks(chosen, wanted, layout);
+    let mut failed = disks(eligible, wanted, layout);
     failed.extend(tools(&std::env::var("PATH").unwrap_or_default(), TOOLS));
     failed
 }
@@ -174,15 +185,28 @@ mod tests {
     #[test]
     fn small_disks_and_too_few_are_each_reported() {
         let l = LayoutOpts::default();
-        let f = disks(&[disk("sda", 200), disk("sdb", 400)], 3, &l);
+        // Below mdsquash's 350 GiB: named, never taken for the arrays.
+        let f = disks(&[disk("sda", 200), disk("sdb", 400)], 2, &l);
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(
-            f[0].contains("metal.disks=3") && f[0].contains("only 2"),
+            f[0].contains("metal.disks=2") && f[0].contains("only 1"),
             "{f:?}"
         );
         assert!(
-            f[1].contains("/dev/sda has 214748364800 bytes")
-                && f[1].contains("metal.sqfs-md-size=25"),
+            f[1].contains("/dev/sda has 214748364800 bytes, below 375809638400"),
+            "{f:?}"
+        );
+        // Large enough for mdsquash, too small for the sizes asked.
+        let big = LayoutOpts {
+            oval_size_gb: 200,
+            aux_size_gb: 200,
+            ..LayoutOpts::default()
+        };
+        let f = disks(&[disk("sda", 360), disk("sdb", 400)], 2, &big);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].contains("/dev/sda has 386547056640 bytes, the layout needs 425001484288")
+                && f[0].contains("metal.oval-md-size=200"),
             "{f:?}"
         );
         assert!(disks(&[disk("sda", 400), disk("sdb", 400)], 2, &l).is_empty());

@@ -152,8 +152,9 @@ scenario_disks_dirty() {
 }
 
 # Issue 19: the wipe's preflight. Two disks with data, each too small for
-# seed 000's default layout (200 GB < 0.5 + 25 + 150 + 150 GB): the wipe
-# step fails before touching anything, naming the sizes and parameters.
+# seed 000's arrays (200 GiB: below mdsquash's 350 GiB array disk, and
+# below the 325 GB layout): the wipe step fails before touching anything,
+# naming the sizes.
 scenario_preflight_small_disks() {
     publish_image
     local a b before
@@ -164,8 +165,9 @@ scenario_preflight_small_disks() {
     vm_add_scsi "$b" SMALL-B
     vm_boot --append "$DISKS_CMDLINE" || true
     assert_emergency
-    assert_journal_contains "preflight failed: /dev/sd[ab] has 214748364800 bytes, the layout needs [0-9]+ \(metal.sqfs-md-size=25 metal.oval-md-size=150 metal.aux-md-size=150"
-    assert_journal_contains "preflight failed, nothing was wiped \(2 check\(s\); metal.wipe-anyway=1 wipes regardless\)"
+    assert_journal_contains "preflight failed: metal.disks=2: only 0 eligible disk\(s\) of 375809638400 bytes \(350 GiB"
+    assert_journal_contains "preflight failed: /dev/sd[ab] has 214748364800 bytes, below 375809638400: not taken for the arrays"
+    assert_journal_contains "preflight failed, nothing was wiped \(3 check\(s\); metal.wipe-anyway=1 wipes regardless\)"
     assert_journal_not_contains "local storage device wipe commencing"
     assert_eq "$(disk_fingerprint "$a") $(disk_fingerprint "$b")" "$before" "both disks untouched"
 }
