@@ -32,7 +32,7 @@ scenario_install_operator() {
     assert_serial_contains '^OPERATOR\| / +LiveOS_rootfs +overlay'
     assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| md[0-9]+ : active raid1')" 3 "three raid1 arrays in /proc/mdstat"
     assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| md[0-9]+ : active raid0')" 1 "AUX as a stripe in /proc/mdstat"
-    assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| .*\[2/2\] \[UU\]')" 4 "each array with both members"
+    assert_eq "$(tr -d '\r' <"$SERIAL" | grep -cE '^OPERATOR\| .*\[2/2\] \[UU\]')" 3 "each mirror with both members"
     assert_serial_contains '^OPERATOR\| (running|degraded)'
     assert_serial_contains '^OPERATOR\| active'
 }

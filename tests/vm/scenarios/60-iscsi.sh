@@ -384,8 +384,6 @@ _luks_lvm_booted() {
 # Seed 001's whole stack: the LUN (CHAP) holds LUKS, the key comes as the
 # systemd credential luksKey (SMBIOS type 11, never on the command line),
 # LVM is activated read-only, and / and /var are overlays with a zram upper.
-# Boot 2: the same LUN with the key fetched over https instead (a
-# pre-signed URL, whose token is a secret too; no credential this time).
 # Every read of this root goes through squashfs, LVM, LUKS and iSCSI on
 # the emulated CPU: its userspace alone takes 2-2.5 min (191 s and 213 s
 # per boot on 2026-12-02), hence the longer timeouts. The root's iscsid is
@@ -393,6 +391,12 @@ _luks_lvm_booted() {
 # and more starting (once in an RCU stall in squashfs readahead), and its
 # take-over re-login paused the root's I/O on top; 3 boots of 4 ran past
 # 300 s with it. (metaltest.no-iscsid: a unit condition, see build-root.sh.)
+_luks_stack() { # UUID: the command line both LUKS scenarios share
+    echo "metal.luks=UUID=$1 metal.lvm=1 \
+metal.lower=/dev/mapper/system-root metal.lower.var=/dev/mapper/system-var \
+metal.overlay=zram metal.zram-size=512M $ISCSI_NET metaltest.no-iscsid"
+}
+
 scenario_iscsi_luks_lvm() {
     local uuid=5e7c0de0-7e57-4c0d-8e00-000000000001 key lun
     key="luks-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -403,23 +407,53 @@ scenario_iscsi_luks_lvm() {
     tgt_add_target 1 "$ISCSI_IQN" "$lun"
     tgt_set_chap 1 nodeuser s3cr3t-node-pw
     vm_add_qemu_args -smbios "type=11,value=io.systemd.credential:luksKey=$key"
-    local stack="netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN metal.luks=UUID=$uuid metal.lvm=1 \
-metal.lower=/dev/mapper/system-root metal.lower.var=/dev/mapper/system-var \
-metal.overlay=zram metal.zram-size=512M $ISCSI_NET metaltest.no-iscsid"
-    vm_boot --timeout 450 --append "metal.luks.key=cred:luksKey $stack" || true
+    vm_boot --timeout 450 --append "metal.luks.key=cred:luksKey \
+netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3260:1:$ISCSI_IQN $(_luks_stack "$uuid")" || true
     _luks_lvm_booted "$uuid" "$key"
     assert_file_contains initrd/systemctl-cat-metalroot.txt "^LoadCredential=luksKey"
+}
 
-    vm_detach_disks
+# Seed 001's main path: the same LUKS → LVM image reached over two portals
+# (two TCP forwarders to one target: two sessions, two SCSI paths) with
+# rd.multipath, so LUKS is opened on the multipath map (seed 001's
+# multipath.conf: uid_attribute ID_FS_UUID merges the paths by the LUKS
+# UUID). The key is fetched over https this time (a pre-signed URL, whose
+# token is a secret too; no credential).
+scenario_iscsi_luks_multipath() {
+    local uuid=5e7c0de0-7e57-4c0d-8e00-000000000002 key lun
+    key="luks-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    printf '%s' "$key" >"$RUN_DIR/luks.key"
+    lun=$(iscsi_luks_lvm_lun "$RUN_DIR/luks.key" "$uuid")
+    tgt_add_target 1 "$ISCSI_IQN" "$lun"
+    tgt_set_chap 1 nodeuser s3cr3t-node-pw
+    local port pids=()
+    for port in 3262 3263; do
+        python3 "$VM_DIR/tcpfwd.py" "$port" "$ISCSI_PORT" "$RUN_DIR/fwd-$port.bytes" >"$RUN_DIR/fwd-$port.log" 2>&1 &
+        pids+=($!)
+    done
     mkdir -p "$WWW/keys"
-    install -m 644 "$RUN_DIR/luks.key" "$WWW/keys/node1.key"
+    install -m 644 "$RUN_DIR/luks.key" "$WWW/keys/node2.key"
     local token
     token="tok3n$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    vm_boot --timeout 450 --append "metal.luks.key=https://10.0.2.2:$HTTPS_PORT/keys/node1.key?X-Amz-Signature=$token $stack" || true
+    vm_boot --timeout 450 --append "metal.luks.key=https://10.0.2.2:$HTTPS_PORT/keys/node2.key?X-Amz-Signature=$token \
+netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3262:1:$ISCSI_IQN \
+netroot=iscsi:nodeuser:s3cr3t-node-pw@10.0.2.2::3263:1:$ISCSI_IQN rd.multipath=default \
+$(_luks_stack "$uuid")" || true
+    kill "${pids[@]}" 2>/dev/null || true
+    wait || true
     _luks_lvm_booted "$uuid" "$key"
     assert_file_contains initrd/systemctl-cat-metalroot.txt "luks-open .*--key-url-file /run/metalroot/secrets/luks-key.url"
     assert_file_not_contains initrd/systemctl-cat-metalroot.txt "LoadCredential"
     no_secret_anywhere "$token"
+    assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3262"
+    assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3263"
+    assert_file_contains multipath.conf "uid_attribute ID_FS_UUID"
+    # LUKS sits on the map, and the map has both paths.
+    check "luks_root is opened on the multipath map mpatha" \
+        bash -c "jq -e '[.. | objects | select(.name? == \"mpatha\") | .children[]? | select(.name == \"luks_root\")] | length >= 1' '$RESULTS/lsblk.json'"
+    check "mpatha is a multipath map over two paths" \
+        bash -c "grep -E '^mpatha: .* multipath ' '$RESULTS/dmsetup.txt' | grep -oE ' [0-9]+:[0-9]+ ' | wc -l | grep -qx 2"
+    assert_file_contains autorelabel "^absent$"
 }
 
 # Seed 004 (Ironic boot from volume): QEMU's iPXE attaches the LUN with
