@@ -168,8 +168,20 @@ pub fn multipath(_a: MultipathArgs) -> Result<()> {
 }
 
 pub fn luks(a: LuksArgs) -> Result<()> {
-    let dev = a.device.dev_path();
+    let mut dev = a.device.dev_path();
     mounts::wait_for(&dev, 120)?;
+    // Seed 001's main path: LUKS on a multipath map, whose paths carry the
+    // same LUKS UUID. The link may name a path; the map holds it.
+    let real = fs::canonicalize(&dev).with_context(|| format!("resolving {dev}"))?;
+    if let Some(name) = real.file_name().map(|n| n.to_string_lossy().to_string()) {
+        if let Some(map) = crate::sys::disks::multipath_map_over(Path::new("/"), &name) {
+            info!(
+                "{dev} is {}, a path of multipath map {map}: opening the map",
+                real.display()
+            );
+            dev = map;
+        }
+    }
     // The fetched key is a secret too, removed once used.
     let mut used_key: Option<PathBuf> = None;
     let key: PathBuf = if let Some(name) = &a.key_credential {

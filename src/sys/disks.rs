@@ -299,6 +299,23 @@ pub fn disks_under(prefix: &Path, name: &str) -> Vec<String> {
     vec![name.to_string()]
 }
 
+/// The multipath map a block device is a path of, as `/dev/mapper/<name>`.
+/// With several paths to one LUN, udev's by-uuid link names whichever path
+/// it saw last, and that path is held by the map: the map is the device.
+pub fn multipath_map_over(prefix: &Path, name: &str) -> Option<String> {
+    let holders = prefix.join("sys/class/block").join(name).join("holders");
+    fs::read_dir(holders).ok()?.flatten().find_map(|h| {
+        let dm = prefix
+            .join("sys/class/block")
+            .join(h.file_name())
+            .join("dm");
+        let uuid = fs::read_to_string(dm.join("uuid")).ok()?;
+        let map = fs::read_to_string(dm.join("name")).ok()?;
+        uuid.starts_with("mpath-")
+            .then(|| format!("/dev/mapper/{}", map.trim()))
+    })
+}
+
 /// Partitions of a disk, e.g. sda1, nvme0n1p2.
 pub fn partitions(prefix: &Path, disk: &str) -> Vec<String> {
     let dir: PathBuf = prefix.join("sys/block").join(disk);
@@ -587,6 +604,27 @@ mod tests {
         );
         let names: Vec<&str> = ok.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["sdc", "sdb", "sda"]);
+    }
+
+    #[test]
+    fn a_multipath_path_resolves_to_its_map() {
+        let d = tempfile::tempdir().unwrap();
+        let sys = d.path().join("sys/class/block");
+        std::fs::create_dir_all(sys.join("sda/holders/dm-0")).unwrap();
+        std::fs::create_dir_all(sys.join("dm-0/dm")).unwrap();
+        std::fs::write(sys.join("dm-0/dm/uuid"), "mpath-5e7c0de0\n").unwrap();
+        std::fs::write(sys.join("dm-0/dm/name"), "mpatha\n").unwrap();
+        std::fs::create_dir_all(sys.join("sdb/holders/dm-1")).unwrap();
+        std::fs::create_dir_all(sys.join("dm-1/dm")).unwrap();
+        std::fs::write(sys.join("dm-1/dm/uuid"), "CRYPT-LUKS2-x\n").unwrap();
+        std::fs::write(sys.join("dm-1/dm/name"), "luks_root\n").unwrap();
+        std::fs::create_dir_all(sys.join("sdc")).unwrap();
+        assert_eq!(
+            multipath_map_over(d.path(), "sda").as_deref(),
+            Some("/dev/mapper/mpatha")
+        );
+        assert_eq!(multipath_map_over(d.path(), "sdb"), None);
+        assert_eq!(multipath_map_over(d.path(), "sdc"), None);
     }
 
     #[test]

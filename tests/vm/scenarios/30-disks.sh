@@ -119,7 +119,7 @@ rd.iscsi.param=node.session.timeo.replacement_timeout=5" || true
     assert_journal_contains "skipped: iSCSI LUN"
     assert_journal_contains "serial \"GUARD-USB\"\): skipped: USB device"
     assert_journal_contains "serial \"GUARD-SMALL\"\): skipped: .* not above metal.min-disk-size"
-    assert_journal_contains "targeting the following block devices: \[/dev/nvme0n1 /dev/sd[a-z]\]"
+    assert_journal_contains "targeting the following block devices: \[(/dev/nvme0n1 /dev/sd[a-z]|/dev/sd[a-z] /dev/nvme0n1)\]"
     tgt_del_target 1
     assert_eq "$(disk_fingerprint "$usb") $(disk_fingerprint "$small") $(disk_fingerprint "$lun")" "$before" \
         "USB stick, small disk and iSCSI LUN untouched"

@@ -44,16 +44,8 @@ no_secret_anywhere() {
     check "secret $1 not in the root's iscsid.conf" bash -c "! grep -qF -- '$1' '$RESULTS/iscsid.conf' 2>/dev/null"
 }
 
-# serial_wait TEXT: wait (up to 300 s × VM_TIMEOUT_SCALE) until the current boot's serial log
-# holds TEXT (a grep pattern); 1 if it never did.
-serial_wait() {
-    local i
-    for ((i = 0; i < 1200 * VM_TIMEOUT_SCALE; i++)); do
-        grep -qs -- "$1" "$RUN_DIR/serial.log" && return 0
-        sleep 0.25
-    done
-    return 1
-}
+# serial_wait TEXT: serial_log_wait (lib/vm.sh) on the first boot's serial log.
+serial_wait() { serial_log_wait "$RUN_DIR/serial.log" "$1"; }
 
 # no_secret_file_left: the generator's secret files under
 # /run/metalroot/secrets (which switch-root carries into the booted root)
@@ -361,7 +353,7 @@ activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } backup { backup = 0 a
     echo "$lun"
 }
 
-# _luks_lvm_booted: what both boots of iscsi-luks-lvm must show.
+# _luks_lvm_booted: what iscsi-luks-lvm and iscsi-luks-multipath must show.
 _luks_lvm_booted() {
     local uuid=$1 key=$2
     assert_report
@@ -370,7 +362,7 @@ _luks_lvm_booted() {
     assert_report_mount /dev/mapper/system-root /run/initramfs/lower/root squashfs
     assert_report_mount /dev/mapper/system-var /run/initramfs/lower/var ext4
     assert_report_mount "~^/dev/zram" /run/initramfs/zram xfs
-    assert_journal_contains "unlocked UUID=$uuid as /dev/mapper/luks_root|unlocked /dev/disk/by-uuid/$uuid as /dev/mapper/luks_root"
+    assert_journal_contains "unlocked (UUID=$uuid|/dev/disk/by-uuid/$uuid|/dev/mapper/mpath[a-z]+) as /dev/mapper/luks_root"
     assert_journal_contains "LVM activated, devices read-only"
     check "the lower devices are read-only" \
         bash -c "jq -e '[.. | objects | select(.name? == \"system-root\" or .name? == \"system-var\" or .name? == \"luks_root\") | .ro] | length == 3 and all' '$RESULTS/lsblk.json'"
@@ -449,6 +441,7 @@ $(_luks_stack "$uuid")" || true
     assert_journal_contains "logged in to $ISCSI_IQN at 10.0.2.2:3263"
     assert_file_contains multipath.conf "uid_attribute ID_FS_UUID"
     # LUKS sits on the map, and the map has both paths.
+    assert_journal_contains "is /dev/sd[a-z]+, a path of multipath map /dev/mapper/mpatha: opening the map"
     check "luks_root is opened on the multipath map mpatha" \
         bash -c "jq -e '[.. | objects | select(.name? == \"mpatha\") | .children[]? | select(.name == \"luks_root\")] | length >= 1' '$RESULTS/lsblk.json'"
     check "mpatha is a multipath map over two paths" \
