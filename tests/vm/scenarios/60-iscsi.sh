@@ -365,7 +365,7 @@ _luks_lvm_booted() {
     assert_journal_contains "unlocked (UUID=$uuid|/dev/disk/by-uuid/$uuid|/dev/mapper/mpath[a-z]+) as /dev/mapper/luks_root"
     assert_journal_contains "LVM activated, devices read-only"
     check "the lower devices are read-only" \
-        bash -c "jq -e '[.. | objects | select(.name? == \"system-root\" or .name? == \"system-var\" or .name? == \"luks_root\") | .ro] | length == 3 and all' '$RESULTS/lsblk.json'"
+        bash -c "jq -e '[.. | objects | select(.name? == \"system-root\" or .name? == \"system-var\" or .name? == \"luks_root\") | {name, ro}] | unique | (map(.name) | unique | length == 3) and all(.ro)' '$RESULTS/lsblk.json'"
     no_secret_anywhere "$key"
     no_secret_anywhere s3cr3t-node-pw
     # The key is nowhere on the command line: not even the kernel's echo.
