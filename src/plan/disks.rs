@@ -110,16 +110,29 @@ pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
         st.wants.extend(logins.iter().cloned());
         steps.push(st);
     }
-    let mut st = Step::new(
-        "metalroot-layout",
-        s("metalroot: build or assemble the local RAID layout"),
-        Cmd::Layout(LayoutArgs {
-            disks,
-            opts: c.layout.clone(),
-            no_wipe: c.no_wipe,
-        }),
-    );
-    st.destructive = !c.dry_run;
+    let mut st = if refuse {
+        // Same unit name, so `systemctl status metalroot-layout` says why
+        // nothing was built; never destructive, even if started by hand.
+        Step::new(
+            "metalroot-layout",
+            s("metalroot: build the local RAID layout (refused with the wipe)"),
+            Cmd::Fail {
+                message: s("the layout is not built: the wipe was refused (systemctl status metalroot-wipe)"),
+            },
+        )
+    } else {
+        let mut st = Step::new(
+            "metalroot-layout",
+            s("metalroot: build or assemble the local RAID layout"),
+            Cmd::Layout(LayoutArgs {
+                disks,
+                opts: c.layout.clone(),
+                no_wipe: c.no_wipe,
+            }),
+        );
+        st.destructive = !c.dry_run;
+        st
+    };
     st.timeout_sec = Some(900);
     if refuse || !c.no_wipe {
         st.requires.push(s("metalroot-wipe.service"));

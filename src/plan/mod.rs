@@ -412,6 +412,28 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_wipe_leaves_nothing_destructive() {
+        // Found by the fuzzer (tests/fuzz, 2026-12-03): the layout stayed
+        // destructive behind a refused wipe.
+        for line in [
+            "metal.server=http://pit/ metal.disks=two",
+            "metal.server=http://pit/ metal.no_wipe=1",
+            "metal.server=http://pit/ metal.no-wipe=1 metal.min-disk-size=x",
+        ] {
+            let p = plan(line);
+            assert!(!p.destructive(), "{line}");
+            assert!(
+                matches!(step(&p, "metalroot-layout").cmd, Cmd::Fail { .. }),
+                "{line}"
+            );
+            assert!(
+                matches!(step(&p, "metalroot-wipe").cmd, Cmd::Fail { .. }),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
     fn dhcp_only_without_ip_and_only_for_the_network() {
         let has = |line: &str| names(&plan(line)).contains(&"metalroot-dhcp");
         assert!(has("metal.server=http://pit/"));
