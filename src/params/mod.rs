@@ -539,6 +539,17 @@ mod tests {
     }
 
     #[test]
+    fn keep_layout_is_a_site_key_too() {
+        let site = split("metal.keep-layout=1");
+        let c = Config::parse(&site, &split("metal.server=http://a/")).unwrap();
+        assert!(c.wipe.keep_layout);
+        let c = Config::parse(&site, &split("metal.server=http://a/ metal.keep-layout=0")).unwrap();
+        assert!(!c.wipe.keep_layout);
+        let text = crate::site::parse("[cmdline]\nmetal.keep-layout = 1\n").unwrap();
+        assert!(Config::parse(&text, &[]).unwrap().wipe.keep_layout);
+    }
+
+    #[test]
     fn a_misspelt_wipe_parameter_refuses_the_wipe() {
         // metal.no_wipe=1 must not silently mean "wipe".
         let c = parse("metal.server=http://a/ metal.no_wipe=1").unwrap();

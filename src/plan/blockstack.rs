@@ -8,6 +8,10 @@ use crate::iscsi_spec::{Chap, IscsiTarget, DEFAULT_PORT};
 use crate::params::{Config, LuksKey, Root};
 use std::path::PathBuf;
 
+/// Where the generator puts `metal.luks.key=<URL>` for the LUKS step (and
+/// the wipe's preflight).
+pub const LUKS_KEY_URL_FILE: &str = "/run/metalroot/secrets/luks-key.url";
+
 /// What the later steps order themselves after.
 #[derive(Default)]
 pub struct Block {
@@ -44,7 +48,7 @@ pub fn plan(c: &Config, root_device: bool) -> Block {
         match &c.luks_key {
             Some(LuksKey::Credential(name)) => args.key_credential = Some(name.clone()),
             Some(LuksKey::Url(url)) => {
-                let path = format!("{SECRETS_DIR}/luks-key.url");
+                let path = LUKS_KEY_URL_FILE.to_string();
                 b.secrets.push(Secret {
                     path: path.clone(),
                     contents: url.clone(),

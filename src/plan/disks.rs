@@ -1,10 +1,11 @@
 //! Seed 000's local disks: wipe, then build or assemble the RAID layout.
 
+use super::blockstack::LUKS_KEY_URL_FILE;
 use super::{s, Net, Step, DEFAULT_OVAL_LABEL, DEFAULT_SQFS_LABEL};
 use crate::cli::Cmd;
 use crate::cli::{DiskArgs, ImageArgs, LayoutArgs, WipeArgs};
 use crate::kinds::ImageSource;
-use crate::params::{Config, OverlayDev, Root};
+use crate::params::{Config, LuksKey, OverlayDev, Root};
 use crate::values::Source;
 use std::path::PathBuf;
 
@@ -88,6 +89,13 @@ pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
     if refuse {
         steps.push(refused(c));
     } else if !c.no_wipe {
+        // The preflight also checks the LUKS key the boot will need: the
+        // same credential (loaded by this unit too) or URL secret file.
+        let (luks_key_credential, luks_key_url_file) = match &c.luks_key {
+            Some(LuksKey::Credential(name)) => (Some(name.clone()), None),
+            Some(LuksKey::Url(_)) => (None, Some(PathBuf::from(LUKS_KEY_URL_FILE))),
+            None => (None, None),
+        };
         let mut st = Step::new(
             "metalroot-wipe",
             s("metalroot: wipe local disks (seed 000 metal.no-wipe=0)"),
@@ -97,13 +105,17 @@ pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
                 layout: c.layout.clone(),
                 src: src.clone(),
                 fetch: c.fetch.clone(),
+                luks_key_credential: luks_key_credential.clone(),
+                luks_key_url_file: luks_key_url_file.clone(),
             }),
         );
+        st.credentials.extend(luks_key_credential);
         st.destructive = !c.dry_run;
         // The preflight waits for the image server up to metal.fetch-timeout.
         st.timeout_sec = Some(600 + c.fetch.timeout);
         if !src.source_files.is_empty()
             || src.sources.iter().any(|s| matches!(s, ImageSource::Url(_)))
+            || luks_key_url_file.is_some()
         {
             st.net = Net::Online;
         }

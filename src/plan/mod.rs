@@ -412,6 +412,27 @@ mod tests {
     }
 
     #[test]
+    fn the_wipe_checks_the_luks_key_the_boot_needs() {
+        assert!(blockstack::LUKS_KEY_URL_FILE.starts_with(SECRETS_DIR));
+        let base = "metal.server=http://pit/ netroot=iscsi:10.0.0.1::::iqn.a:b metal.luks=UUID=1";
+        let p = plan(&format!("{base} metal.luks.key=cred:luksKey"));
+        let w = step(&p, "metalroot-wipe");
+        assert_eq!(w.credentials, ["luksKey"]);
+        assert!(w
+            .argv
+            .windows(2)
+            .any(|a| a == ["--luks-key-credential", "luksKey"]));
+        let p = plan(&format!("{base} metal.luks.key=https://k/x?sig=1"));
+        let w = step(&p, "metalroot-wipe");
+        assert!(
+            w.argv.contains(&s(blockstack::LUKS_KEY_URL_FILE)),
+            "{:?}",
+            w.argv
+        );
+        assert!(!w.argv.iter().any(|a| a.contains("sig=1")));
+    }
+
+    #[test]
     fn a_refused_wipe_leaves_nothing_destructive() {
         // Found by the fuzzer (tests/fuzz, 2026-12-03): the layout stayed
         // destructive behind a refused wipe.

@@ -30,6 +30,14 @@ pub struct WipeArgs {
     pub src: ImageArgs,
     #[command(flatten)]
     pub fetch: FetchOpts,
+    /// The LUKS key the boot will need, as a systemd credential
+    /// (metal.luks.key=cred:NAME): the preflight checks it is there.
+    #[arg(long)]
+    pub luks_key_credential: Option<String>,
+    /// The file holding the LUKS key's URL (metal.luks.key=URL): the
+    /// preflight fetches the key, never showing it or the URL's secrets.
+    #[arg(long)]
+    pub luks_key_url_file: Option<std::path::PathBuf>,
 }
 
 /// The wipe's options that come straight from the command line
@@ -70,6 +78,8 @@ impl WipeArgs {
         self.layout.push(&mut a);
         self.src.push(&mut a);
         self.fetch.push(&mut a);
+        a.opt_if("luks-key-credential", self.luks_key_credential.as_ref());
+        a.path("luks-key-url-file", self.luks_key_url_file.as_deref());
         a.0
     }
 }
@@ -176,8 +186,15 @@ fn preflight(a: &WipeArgs, eligible: &[crate::sys::disks::Disk]) -> Result<()> {
     if !a.src.sources.is_empty() || !a.src.source_files.is_empty() {
         failed.extend(check::image(&a.src, &a.fetch, !a.disks.dry_run));
     }
+    if let Some(name) = &a.luks_key_credential {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+        failed.extend(check::luks_credential(dir.as_deref(), name));
+    }
+    if let Some(file) = &a.luks_key_url_file {
+        failed.extend(check::luks_key_url(file, &a.fetch));
+    }
     if failed.is_empty() {
-        info!("preflight passed: disks, tools and image");
+        info!("preflight passed: disks, tools, image and LUKS key");
         return Ok(());
     }
     for f in &failed {

@@ -69,6 +69,49 @@ pub fn local(eligible: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String>
     failed
 }
 
+/// The LUKS key the boot will need is there as a systemd credential (the
+/// wipe unit loads it too). Its contents are never read into a message.
+pub fn luks_credential(dir: Option<&Path>, name: &str) -> Option<String> {
+    let Some(dir) = dir else {
+        return Some(format!(
+            "metal.luks.key=cred:{name}: no $CREDENTIALS_DIRECTORY (the wipe unit got no credential)"
+        ));
+    };
+    match std::fs::metadata(dir.join(name)) {
+        Ok(m) if m.len() > 0 => None,
+        Ok(_) => Some(format!(
+            "metal.luks.key=cred:{name}: the credential is empty"
+        )),
+        Err(e) => Some(format!(
+            "metal.luks.key=cred:{name}: not in {}: {e}",
+            dir.display()
+        )),
+    }
+}
+
+/// The LUKS key the boot will need can be fetched from its URL, retried
+/// within metal.fetch-timeout. The key is dropped at once; the URL's
+/// secrets never reach a message (`http::get_small` shows it redacted).
+pub fn luks_key_url(url_file: &Path, opts: &FetchOpts) -> Option<String> {
+    let url = match crate::sys::secrets::read(url_file) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("metal.luks.key: {e:#}")),
+    };
+    let client = match http::client(&opts.http) {
+        Ok(c) => c,
+        Err(e) => return Some(format!("metal.luks.key: {e:#}")),
+    };
+    let timeout = Duration::from_secs(opts.timeout);
+    match http::get_small(&client, &url, "the LUKS key", timeout) {
+        Ok(key) if !key.is_empty() => {
+            info!("preflight: the LUKS key can be fetched");
+            None
+        }
+        Ok(_) => Some("metal.luks.key: the key URL answered with an empty body".to_string()),
+        Err(e) => Some(format!("metal.luks.key: {e:#}")),
+    }
+}
+
 /// The tools missing from `PATH`.
 pub fn tools(path: &str, names: &[&str]) -> Vec<String> {
     names
@@ -220,6 +263,51 @@ mod tests {
             exact_url: false,
             order: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_luks_key_is_checked_without_showing_it() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("luksKey"), "s3cret-key").unwrap();
+        std::fs::write(d.path().join("empty"), "").unwrap();
+        assert_eq!(luks_credential(Some(d.path()), "luksKey"), None);
+        let e = luks_credential(Some(d.path()), "empty").unwrap();
+        assert!(
+            e.contains("metal.luks.key=cred:empty: the credential is empty"),
+            "{e}"
+        );
+        assert!(luks_credential(Some(d.path()), "other")
+            .unwrap()
+            .contains("not in"));
+        assert!(luks_credential(None, "luksKey")
+            .unwrap()
+            .contains("no $CREDENTIALS_DIRECTORY"));
+        // A URL nothing answers: the message names the parameter, never
+        // the signature in the URL.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let f = d.path().join("luks-key.url");
+        std::fs::write(
+            &f,
+            format!("http://127.0.0.1:{port}/k?X-Amz-Signature=t0ken"),
+        )
+        .unwrap();
+        let opts = FetchOpts {
+            timeout: 1,
+            ..FetchOpts::default()
+        };
+        let e = luks_key_url(&f, &opts).unwrap();
+        assert!(
+            e.starts_with("metal.luks.key: fetching the LUKS key from"),
+            "{e}"
+        );
+        assert!(!e.contains("t0ken"), "{e}");
+        assert!(f.exists(), "the check leaves the secret for the LUKS step");
+        let e = luks_key_url(&d.path().join("missing.url"), &opts).unwrap();
+        assert!(e.starts_with("metal.luks.key: reading"), "{e}");
     }
 
     #[test]
