@@ -198,7 +198,11 @@ vm_boot() {
     # audit=0: under TCG, the booted root's systemd once spun for minutes in
     # the kernel's audit netlink path (soft lockup in audit_receive, root-snap
     # on 2026-11-25); nothing here tests audit.
-    local cmdline="console=ttyS0 panic=-1 audit=0 $append"
+    # norandmaps: TCG translates code per virtual address, so with ASLR each
+    # process translates the same libraries again; a reused page with
+    # thousands of stale translations then costs QEMU a check per guest
+    # store (metal.ram boots: 30-40 s after switch-root; tests/vm/README.md).
+    local cmdline="console=ttyS0 panic=-1 audit=0 norandmaps $append"
     # --pxe FILE: no -kernel; the firmware's iPXE boots from the network
     # (QEMU's user-net DHCP names FILE, served by its TFTP from FILE's
     # directory), and FILE (an iPXE script) fetches kernel and initrd itself.
