@@ -13,10 +13,10 @@ use tracing::info;
 /// Last in networkd's order: a site's own files (in the initrd) win.
 pub const FILE: &str = "/run/systemd/network/99-metalroot-dhcp.network";
 
-/// What `ip=dhcp` would set up, except that no link is required for
-/// network-online.target: a node with unplugged NICs must not wait for
-/// them; wait-online still waits for one link, and every step that uses
-/// the network retries.
+/// What `ip=dhcp` would set up. The generator's drop-in makes
+/// systemd-networkd-wait-online wait for any one routable link, so a node
+/// with unplugged NICs does not wait for them (with `RequiredForOnline=no`
+/// on every link it waited its whole 120 s).
 pub const CONTENTS: &str = "\
 # Written by metalroot: no ip= on the kernel command line and a step needs
 # the network (an http(s) image, iSCSI, a key URL). DHCP on every Ethernet
@@ -24,9 +24,6 @@ pub const CONTENTS: &str = "\
 [Match]
 Type=ether
 Kind=!*
-
-[Link]
-RequiredForOnline=no
 
 [Network]
 DHCP=yes
@@ -68,6 +65,9 @@ mod tests {
         let text = fs::read_to_string(&f).unwrap();
         assert!(text.contains("[Match]\nType=ether\n"));
         assert!(text.contains("DHCP=yes"));
-        assert!(text.contains("RequiredForOnline=no"));
+        assert!(
+            !text.contains("RequiredForOnline=no"),
+            "wait-online would wait 120 s"
+        );
     }
 }
