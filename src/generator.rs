@@ -240,10 +240,11 @@ pub fn write_entries(dir: &Path, entries: &[Entry]) -> Result<()> {
 }
 
 /// Removes every unit and link of metalroot's from the output directory
-/// (`metalroot-*` files, and `metalroot-*` links in `*.wants/` and
-/// `*.requires/`), whatever a failed run got to write: other generators
-/// never use these names. Errors are ignored: it runs on the way out of a
-/// failure, maybe from the panic hook.
+/// (`metalroot-*` files, `metalroot-*` links in `*.wants/` and
+/// `*.requires/`, and `*-metalroot.conf` drop-ins in `*.d/`), whatever a
+/// failed run got to write: other generators never use these names. Errors
+/// are ignored: it runs on the way out of a failure, maybe from the panic
+/// hook.
 fn remove_ours(dir: &Path) {
     let ours = |e: &fs::DirEntry| e.file_name().to_string_lossy().starts_with("metalroot-");
     let Ok(top) = fs::read_dir(dir) else {
@@ -256,6 +257,15 @@ fn remove_ours(dir: &Path) {
             if let Ok(links) = fs::read_dir(e.path()) {
                 for l in links.flatten().filter(|l| ours(l)) {
                     let _ = fs::remove_file(l.path());
+                }
+            }
+        } else if is_dir && name.ends_with(".d") {
+            if let Ok(files) = fs::read_dir(e.path()) {
+                for f in files
+                    .flatten()
+                    .filter(|f| f.file_name().to_string_lossy().ends_with("-metalroot.conf"))
+                {
+                    let _ = fs::remove_file(f.path());
                 }
             }
         } else if !is_dir && ours(&e) {

@@ -242,6 +242,25 @@ fn a_panic_leaves_the_failing_unit_and_a_kmsg_line() {
 }
 
 #[test]
+fn a_panic_takes_back_the_wait_online_drop_in_too() {
+    // Without ip= the plan brings a drop-in for systemd-networkd-wait-online.
+    let f = fake("metal.server=http://10.0.2.2:8080/ root=live:LABEL=SQFSRAID");
+    let dropin = f
+        .out
+        .join("systemd-networkd-wait-online.service.d/50-metalroot.conf");
+    assert!(f.run_systemd_style(&[]).status.success());
+    assert!(dropin.exists(), "the fallback's drop-in is written");
+    let g = fake("metal.server=http://10.0.2.2:8080/ root=live:LABEL=SQFSRAID");
+    let o = g.run_systemd_style(&[("METALROOT_GENERATOR_TEST_PANIC", "1")]);
+    assert!(!o.status.success());
+    assert!(!g
+        .out
+        .join("systemd-networkd-wait-online.service.d/50-metalroot.conf")
+        .exists());
+    assert!(g.out.join("metalroot-cmdline-error.service").exists());
+}
+
+#[test]
 fn bad_arguments_in_an_initrd_still_leave_the_failing_unit() {
     let f = fake(SEED000);
     let o = f.run(&[], &[]);
