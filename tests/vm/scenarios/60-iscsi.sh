@@ -470,7 +470,7 @@ set initiator-iqn iqn.2026-11.metaltest:ipxe-node
 set username ibftuser
 set password s3cr3t-ibft-pw
 sanhook --drive 0x81 iscsi:10.0.2.2::3260:1:$ISCSI_IQN
-kernel http://10.0.2.2:$HTTP_PORT/vmlinuz console=ttyS0 panic=-1 root=LABEL=METALTEST rd.iscsi.firmware=1 ip=dhcp rd.neednet=1
+kernel http://10.0.2.2:$HTTP_PORT/vmlinuz console=ttyS0 panic=-1 audit=0 norandmaps root=LABEL=METALTEST rd.iscsi.firmware=1 ip=dhcp rd.neednet=1
 initrd http://10.0.2.2:$HTTP_PORT/initrd.img
 boot
 IPXE
