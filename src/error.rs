@@ -35,6 +35,11 @@ impl ParamError {
         Some(first)
     }
 
+    /// `param="value": reason`, the form every message about a bad value uses.
+    pub fn detail(&self) -> String {
+        format!("{}={:?}: {}", self.param, self.value, self.reason)
+    }
+
     /// Every bad value, the first one included.
     pub fn each(&self) -> impl Iterator<Item = &ParamError> {
         std::iter::once(self).chain(self.more.iter())
@@ -69,14 +74,10 @@ pub fn scrub(value: &str) -> String {
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid kernel command line: {}={:?}: {}",
-            self.param, self.value, self.reason
-        )?;
+        write!(f, "invalid kernel command line: {}", self.detail())?;
         // One line: the message also travels as an ExecStart= argument.
         for e in &self.more {
-            write!(f, "; {}={:?}: {}", e.param, e.value, e.reason)?;
+            write!(f, "; {}", e.detail())?;
         }
         Ok(())
     }

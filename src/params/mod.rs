@@ -297,8 +297,7 @@ impl Config {
                 }
                 if let Err(e) = param.apply.run(&mut p, k, v) {
                     if param.guards_wipe {
-                        p.c.wipe_refused
-                            .push(format!("{}={:?}: {}", e.param, e.value, e.reason));
+                        p.c.wipe_refused.push(e.detail());
                     }
                     errors.push((param.guards_wipe, e));
                 }

@@ -32,8 +32,9 @@ pub(super) enum Apply {
     Number((u64, u64), fn(&mut Config) -> &mut u64),
     /// dracut's `getargnum <default> <min> <max>`, as dracut-metal-mdsquash
     /// reads its numbers: an unparsable or out-of-range value takes the
-    /// default, with a warning, instead of stopping the boot.
-    Legacy(u64, (u64, u64), fn(&mut Config) -> &mut u64),
+    /// default (`Config::default()`'s, seed 000's), with a warning, instead
+    /// of stopping the boot.
+    Legacy((u64, u64), fn(&mut Config) -> &mut u64),
     /// dracut's `getargbool`: `0`, `no` and `off` are false, any other
     /// value is true (odd spellings get a warning).
     DracutBool(fn(&mut Config) -> &mut bool),
@@ -54,13 +55,14 @@ impl Apply {
         match self {
             Apply::Bool(field) => *field(&mut p.c) = boolean(k, v)?,
             Apply::Number((min, max), field) => *field(&mut p.c) = number(k, v, *min, *max)?,
-            Apply::Legacy(default, (min, max), field) => match number(k, v, *min, *max) {
+            Apply::Legacy((min, max), field) => match number(k, v, *min, *max) {
                 Ok(n) => *field(&mut p.c) = n,
                 Err(e) => {
-                    *field(&mut p.c) = *default;
+                    let default = *field(&mut Config::default());
+                    *field(&mut p.c) = default;
                     p.c.warnings.push(format!(
-                        "{k}={:?}: {}; using {default}, as dracut-metal-mdsquash does",
-                        e.value, e.reason
+                        "{}; using {default}, as dracut-metal-mdsquash does",
+                        e.detail()
                     ));
                 }
             },
@@ -240,7 +242,7 @@ pub static PARAMS: &[Param] = &[
     row(
         &["metal.wipe-delay"],
         Always,
-        Legacy(5, (2, 60), |c| &mut c.wipe.wipe_delay),
+        Legacy((2, 60), |c| &mut c.wipe.wipe_delay),
     ),
     guard(row(
         &["metal.min-disk-size"],
@@ -260,17 +262,17 @@ pub static PARAMS: &[Param] = &[
     row(
         &["metal.sqfs-md-size"],
         Always,
-        Legacy(25, (25, 100), |c| &mut c.layout.sqfs_size_gb),
+        Legacy((25, 100), |c| &mut c.layout.sqfs_size_gb),
     ),
     row(
         &["metal.oval-md-size"],
         Always,
-        Legacy(150, (25, 200), |c| &mut c.layout.oval_size_gb),
+        Legacy((25, 200), |c| &mut c.layout.oval_size_gb),
     ),
     row(
         &["metal.aux-md-size"],
         Always,
-        Legacy(150, (0, 200), |c| &mut c.layout.aux_size_gb),
+        Legacy((0, 200), |c| &mut c.layout.aux_size_gb),
     ),
     // dracut live
     p(

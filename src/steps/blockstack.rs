@@ -189,10 +189,9 @@ pub fn luks(a: LuksArgs) -> Result<()> {
             .context("no $CREDENTIALS_DIRECTORY: the unit must LoadCredential= the key")?;
         PathBuf::from(dir).join(name)
     } else if let Some(url_file) = &a.key_url_file {
-        let url = crate::sys::secrets::read(url_file)?;
-        let client = crate::sys::http::client(&a.http)?;
         let timeout = std::time::Duration::from_secs(a.timeout);
-        let body = crate::sys::http::get_small(&client, &url, "the LUKS key", timeout)?;
+        let body =
+            crate::sys::http::get_small_from_url_file(url_file, &a.http, timeout, "the LUKS key")?;
         let p = PathBuf::from(format!("{}/luks-{}.key", crate::kinds::SECRETS_DIR, a.name));
         crate::sys::private::write(&p, &body)?;
         used_key = Some(p.clone());

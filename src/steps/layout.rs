@@ -180,8 +180,8 @@ pub fn run(a: LayoutArgs) -> Result<()> {
     notify::status("partitioning");
     let parts = a.opts.partitions_mib();
     for disk in &chosen {
-        // sgdisk counts in the disk's logical sectors.
-        let lbs = logical_block_size(&d.sysroot_prefix, &disk.name);
+        // sgdisk counts in the disk's logical sectors (512 if unknown).
+        let lbs = disk.sector_size.max(512);
         let sector = |mib: u64| (mib << 20) / lbs;
         let mut argv = vec!["sgdisk".to_string(), "--clear".into()];
         for (i, (name, first, end)) in parts.iter().enumerate() {
@@ -251,15 +251,6 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         if a.opts.aux_size_gb > 0 { ", AUX" } else { "" }
     );
     Ok(())
-}
-
-/// The disk's logical sector size in bytes (512 unless sysfs says other).
-fn logical_block_size(prefix: &std::path::Path, disk: &str) -> u64 {
-    std::fs::read_to_string(prefix.join(format!("sys/block/{disk}/queue/logical_block_size")))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|n: &u64| *n >= 512)
-        .unwrap_or(512)
 }
 
 #[cfg(test)]

@@ -56,6 +56,8 @@ impl DiskArgs {
 pub struct Disk {
     pub name: String,
     pub size: u64,
+    /// Logical sector size in bytes, the unit sgdisk counts in (0: unknown).
+    pub sector_size: u64,
     pub removable: bool,
     pub read_only: bool,
     /// `scsi`, `nvme`, `virtio`, … (the subsystem of the disk's device).
@@ -240,6 +242,9 @@ pub fn scan(prefix: &Path, protect: &[String]) -> Result<Vec<Disk>> {
         }
         out.push(Disk {
             size: read(&sys.join("size")).parse::<u64>().unwrap_or(0) * 512,
+            sector_size: read(&sys.join("queue/logical_block_size"))
+                .parse()
+                .unwrap_or(0),
             removable: read(&sys.join("removable")) == "1",
             read_only: read(&sys.join("ro")) == "1",
             usb: real_s.contains("/usb"),
@@ -309,10 +314,9 @@ pub fn multipath_map_over(prefix: &Path, name: &str) -> Option<String> {
             .join("sys/class/block")
             .join(h.file_name())
             .join("dm");
-        let uuid = fs::read_to_string(dm.join("uuid")).ok()?;
-        let map = fs::read_to_string(dm.join("name")).ok()?;
-        uuid.starts_with("mpath-")
-            .then(|| format!("/dev/mapper/{}", map.trim()))
+        let map = read(&dm.join("name"));
+        (read(&dm.join("uuid")).starts_with("mpath-") && !map.is_empty())
+            .then(|| format!("/dev/mapper/{map}"))
     })
 }
 

@@ -76,6 +76,18 @@ pub fn client(o: &HttpOpts) -> Result<Client> {
     b.build().context("building the HTTP client")
 }
 
+/// A small secret (a LUKS key) from the URL kept in a secret file: the URL
+/// is read, never shown unredacted, and the file is left for its owner.
+pub fn get_small_from_url_file(
+    url_file: &std::path::Path,
+    opts: &HttpOpts,
+    timeout: Duration,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let url = crate::sys::secrets::read(url_file)?;
+    get_small(&client(opts)?, &url, what, timeout)
+}
+
 /// GETs a small body (a key) into memory, retrying connection errors,
 /// timeouts and 408/429/5xx with backoff until `timeout` has passed. Any
 /// other status fails at once: a 403 from an expired pre-signed URL or a

@@ -93,16 +93,8 @@ pub fn luks_credential(dir: Option<&Path>, name: &str) -> Option<String> {
 /// within metal.fetch-timeout. The key is dropped at once; the URL's
 /// secrets never reach a message (`http::get_small` shows it redacted).
 pub fn luks_key_url(url_file: &Path, opts: &FetchOpts) -> Option<String> {
-    let url = match crate::sys::secrets::read(url_file) {
-        Ok(u) => u,
-        Err(e) => return Some(format!("metal.luks.key: {e:#}")),
-    };
-    let client = match http::client(&opts.http) {
-        Ok(c) => c,
-        Err(e) => return Some(format!("metal.luks.key: {e:#}")),
-    };
     let timeout = Duration::from_secs(opts.timeout);
-    match http::get_small(&client, &url, "the LUKS key", timeout) {
+    match http::get_small_from_url_file(url_file, &opts.http, timeout, "the LUKS key") {
         Ok(key) if !key.is_empty() => {
             info!("preflight: the LUKS key can be fetched");
             None
