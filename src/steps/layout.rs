@@ -130,8 +130,7 @@ pub fn run(a: LayoutArgs) -> Result<()> {
         return Ok(());
     }
     let level = a.opts.md_level.as_mdadm();
-    let all = select_logged(d)?;
-    let chosen: Vec<_> = all.into_iter().take(d.disks as usize).collect();
+    let chosen = select_logged(d)?;
     let need = a.opts.bytes_needed();
     for disk in &chosen {
         if disk.size < need {

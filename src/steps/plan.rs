@@ -77,12 +77,8 @@ fn disk_report(p: &crate::plan::Plan) -> Result<String> {
         allow: d.allow.clone(),
     };
     let (ok, verdicts) = crate::sys::disks::choose(&all, &rules);
-    let arrays = crate::sys::disks::for_arrays(&ok);
-    let chosen: Vec<&str> = arrays
-        .iter()
-        .take(d.disks as usize)
-        .map(|x| x.name.as_str())
-        .collect();
+    let arrays = crate::sys::disks::for_arrays(&ok, d.disks);
+    let chosen: Vec<&str> = arrays.iter().map(|x| x.name.as_str()).collect();
     for (disk, verdict) in verdicts {
         let action = if labels_present || verdict != "eligible" {
             format!("keep ({verdict})")

@@ -403,19 +403,21 @@ pub fn wait_settled(a: &DiskArgs) -> Result<()> {
 /// same disks as under mdsquash.
 pub const ARRAY_MIN_BYTES: u64 = 375_809_638_400;
 
-/// The eligible disks the arrays may take, in choice order.
-pub fn for_arrays(eligible: &[Disk]) -> Vec<Disk> {
+/// The disks the arrays take: the first `wanted` eligible ones of at least
+/// ARRAY_MIN_BYTES, in choice order (fewer when there are not enough).
+pub fn for_arrays(eligible: &[Disk], wanted: u64) -> Vec<Disk> {
     eligible
         .iter()
         .filter(|d| d.size >= ARRAY_MIN_BYTES)
+        .take(wanted as usize)
         .cloned()
         .collect()
 }
 
 /// Scans (after `wait_settled`), logs every disk's verdict, and checks
-/// there are enough for the arrays.
+/// there are enough for the arrays; returns the disks the arrays take.
 pub fn select_logged(a: &DiskArgs) -> Result<Vec<Disk>> {
-    let ok = for_arrays(&scan_logged(a)?);
+    let ok = for_arrays(&scan_logged(a)?, a.disks);
     if (ok.len() as u64) < a.disks {
         anyhow::bail!(
             "metal.disks={} but only {} eligible disk(s) of {ARRAY_MIN_BYTES} bytes (350 GiB) or more found ({}); nothing was wiped or created",

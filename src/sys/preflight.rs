@@ -30,8 +30,7 @@ pub const TOOLS: &[&str] = &[
 /// arrays short (it would be wiped, never used).
 pub fn disks(eligible: &[Disk], wanted: u64, layout: &LayoutOpts) -> Vec<String> {
     let mut failed = Vec::new();
-    let big = for_arrays(eligible);
-    let chosen = &big[..big.len().min(wanted as usize)];
+    let chosen = for_arrays(eligible, wanted);
     if (chosen.len() as u64) < wanted {
         failed.push(format!(
             "metal.disks={wanted}: only {} eligible disk(s) of {ARRAY_MIN_BYTES} bytes (350 GiB, dracut-metal-mdsquash's smallest array disk) or more",
