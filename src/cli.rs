@@ -8,6 +8,7 @@ pub use crate::steps::fetch::{FetchArgs, ImageArgs, SourceKind};
 pub use crate::steps::handover::HandoverArgs;
 pub use crate::steps::iscsi::IscsiArgs;
 pub use crate::steps::layout::LayoutArgs;
+pub use crate::steps::measure::MeasureArgs;
 pub use crate::steps::sysroot::SysrootArgs;
 pub use crate::steps::wipe::WipeArgs;
 pub use crate::sys::disks::DiskArgs;
@@ -70,6 +71,8 @@ pub enum Cmd {
     Layout(LayoutArgs),
     /// Fetch and verify the root image.
     Fetch(FetchArgs),
+    /// Extend a TPM PCR with the image's SHA-256 (measured boot).
+    Measure(MeasureArgs),
     /// Assemble the root filesystem at /sysroot.
     Sysroot(SysrootArgs),
     /// Log in to an iSCSI target.
@@ -100,6 +103,7 @@ impl Cmd {
             Cmd::Wipe(_) => "wipe",
             Cmd::Layout(_) => "layout",
             Cmd::Fetch(_) => "fetch",
+            Cmd::Measure(_) => "measure",
             Cmd::Sysroot(_) => "sysroot",
             Cmd::IscsiLogin(_) => "iscsi-login",
             Cmd::Multipath(_) => "multipath",
@@ -122,6 +126,7 @@ impl Cmd {
             Cmd::Wipe(a) => a.to_argv(),
             Cmd::Layout(a) => a.to_argv(),
             Cmd::Fetch(a) => a.to_argv(),
+            Cmd::Measure(a) => a.to_argv(),
             Cmd::Sysroot(a) => a.to_argv(),
             Cmd::IscsiLogin(a) => a.to_argv(),
             Cmd::LuksOpen(a) => a.to_argv(),

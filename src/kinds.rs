@@ -337,6 +337,31 @@ impl fmt::Display for ImageSource {
     }
 }
 
+/// `metal.verify=`: what the fetch checks the image against. Unset, the
+/// fetch decides: `signature` when a trusted key is installed or named,
+/// else `sha256`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// A minisign signature by a trusted key (`<image>.minisig`).
+    Signature,
+    /// metal.sha256, or the server's `<image>.sha256` (corruption, not
+    /// tampering).
+    Sha256,
+    /// Nothing: the image is booted as it comes.
+    None,
+}
+
+impl fmt::Display for Verify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verify::Signature => "signature",
+            Verify::Sha256 => "sha256",
+            Verify::None => "none",
+        })
+    }
+}
+
 // Defaults the parameters and the steps' arguments share.
 pub const DEFAULT_LIVE_DIR: &str = "LiveOS";
 pub const DEFAULT_SQUASHIMG: &str = "squashfs.img";
@@ -355,6 +380,19 @@ pub const RAM_IMAGE: &str = "/run/initramfs/squashed.img";
 pub const SECRETS_DIR: &str = "/run/metalroot/secrets";
 /// The plan as `metalroot plan` prints it, for `metalroot status`.
 pub const PLAN_FILE: &str = "/run/metalroot/plan.txt";
+/// Trusted minisign public keys (`*.pub`), installed into the initrd.
+pub const KEYS_DIR: &str = "/etc/metalroot/keys";
+/// This boot's image: where it came from, its hash, who signed it, where it
+/// was measured. In /run, so the real root keeps it after switch-root.
+pub const IMAGE_RECORD: &str = "/run/metalroot/image.json";
+/// The PCR the image is measured into unless metal.tpm-pcr says otherwise:
+/// systemd's registry gives 15 to the root file system's identity
+/// (systemd-pcrfs), which the image's hash is.
+pub const DEFAULT_TPM_PCR: u64 = 15;
+/// systemd's userspace TPM event log (systemd ≥ 255 writes its own
+/// measurements there): TCG's Canonical Event Log in JSON, one record per
+/// JSON-SEQ entry.
+pub const EVENT_LOG: &str = "/run/log/systemd/tpm2-measure.log";
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Cmd::Wipe(a) => steps::wipe::run(a),
         Cmd::Layout(a) => steps::layout::run(a),
         Cmd::Fetch(a) => steps::fetch::run(a),
+        Cmd::Measure(a) => steps::measure::run(a),
         Cmd::Sysroot(a) => steps::sysroot::run(a),
         Cmd::Handover(a) => steps::handover::run(a),
         Cmd::Trap => steps::trap::run(),

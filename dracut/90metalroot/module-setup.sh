@@ -11,6 +11,8 @@
 #   emergency.target.wants link
 #   its man pages under /usr/share/man (man7, man8)
 #   /etc/metalroot.conf                                if the host has one
+#   /etc/metalroot/keys/*.pub                          trusted image keys, if any
+#   tpm2_pcrextend and its device TCTI                 if the host has tpm2-tools
 #   the storage, network-storage and filesystem tools the steps run
 #   the kernel modules those steps need
 #
@@ -116,6 +118,12 @@ install() {
     fi
 
     [[ -f "$dracutsysrootdir/etc/metalroot.conf" ]] && inst_simple /etc/metalroot.conf
+    # Trusted image keys (metal.verify): a key here makes the fetch refuse
+    # any image without a valid signature by one of them.
+    local key
+    for key in "$dracutsysrootdir"/etc/metalroot/keys/*.pub; do
+        [[ -f "$key" ]] && inst_simple "${key#"$dracutsysrootdir"}"
+    done
 
     # Man pages: metalroot(7) (the command line), metalroot(8) and one
     # metalroot-<step>(8) a step, metalroot-generator(8). Nothing needs
@@ -141,6 +149,12 @@ install() {
             break
         fi
     done
+    # Measured boot (metal.tpm-pcr): tpm2_pcrextend, and the TCTI it
+    # dlopens for /dev/tpmrm0, which inst_multiple cannot see.
+    if find_binary tpm2_pcrextend >/dev/null; then
+        inst_multiple tpm2_pcrextend
+        inst_libdir_file "libtss2-tcti-device.so*"
+    fi
     # The CA bundle, for https sources.
     inst_multiple -o /etc/ssl/certs/ca-certificates.crt
     # iscsid/iscsiadm look for their config here.

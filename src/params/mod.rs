@@ -125,6 +125,9 @@ pub struct Config {
     pub lvm: bool,
     pub lower: Option<DevSpec>,
     pub lower_var: Option<DevSpec>,
+    /// The PCR the image's SHA-256 is extended into (metal.tpm-pcr); None:
+    /// not measured (metal.tpm-pcr=off).
+    pub tpm_pcr: Option<u64>,
     /// Parameters we accept but do not act on, with why.
     pub ignored: Vec<String>,
     /// Values taken as dracut-metal-mdsquash takes them (a default for an
@@ -190,6 +193,7 @@ impl Default for Config {
             lvm: false,
             lower: None,
             lower_var: None,
+            tpm_pcr: Some(crate::kinds::DEFAULT_TPM_PCR),
             ignored: Vec::new(),
             warnings: Vec::new(),
             wipe_refused: Vec::new(),

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::error::ParamError;
 use crate::iscsi_spec;
-use crate::kinds::{DiskId, ZramFs};
+use crate::kinds::{DiskId, Verify, ZramFs};
 use crate::redact::redact_url;
 use crate::values::{boolean, number, required, DevSpec, Size, Source};
 use clap::ValueEnum;
@@ -165,6 +165,21 @@ fn text(k: &str, v: Option<&str>) -> Result<String, ParamError> {
 }
 
 /// One of a value type's canonical names, the same the steps' flags take.
+/// A systemd credential's name (`cred:` in front is accepted, as
+/// metal.luks.key writes it).
+fn credential_name(k: &str, v: Option<&str>) -> Result<String, ParamError> {
+    let s = required(k, v)?;
+    let name = s.strip_prefix("cred:").unwrap_or(s);
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(ParamError::new(
+            k,
+            s,
+            "expected a systemd credential's name",
+        ));
+    }
+    Ok(name.to_string())
+}
+
 fn choice<T: ValueEnum>(k: &str, v: Option<&str>, why: &str) -> Result<T, ParamError> {
     let s = required(k, v)?;
     T::from_str(s, false).map_err(|_| ParamError::new(k, s, why))
@@ -479,6 +494,32 @@ pub static PARAMS: &[Param] = &[
             return Err(ParamError::new(k, &s, "expected 64 hexadecimal digits"));
         }
         p.c.fetch.sha256 = Some(s);
+        Ok(())
+    }),
+    p(&["metal.verify"], Always, |p, k, v| {
+        let m = choice(k, v, "expected signature, sha256 or none")?;
+        if m != Verify::Signature {
+            p.c.warnings.push(format!(
+                "{k}={m}: the image's signature is not checked{}",
+                if m == Verify::None {
+                    ", nor its sha256: any image the server hands out is booted"
+                } else {
+                    ", even when a trusted key is installed: a changed image with a matching .sha256 is booted"
+                }
+            ));
+        }
+        p.c.fetch.verify = Some(m);
+        Ok(())
+    }),
+    p(&["metal.verify-key"], Always, |p, k, v| {
+        p.c.fetch.verify_key = Some(credential_name(k, v)?);
+        Ok(())
+    }),
+    p(&["metal.tpm-pcr"], Always, |p, k, v| {
+        p.c.tpm_pcr = match required(k, v)? {
+            "off" | "no" => None,
+            _ => Some(number(k, v, 0, 23)?),
+        };
         Ok(())
     }),
     p(&["metal.ca"], Always, |p, k, v| {

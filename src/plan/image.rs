@@ -2,7 +2,7 @@
 
 use super::{s, Net, Secret, Step, LIVE_MNT, RAM_IMAGE, SECRETS_DIR};
 use crate::cli::Cmd;
-use crate::cli::{FetchArgs, ImageArgs, SourceKind};
+use crate::cli::{FetchArgs, ImageArgs, MeasureArgs, SourceKind};
 use crate::kinds::ImageSource;
 use crate::params::{Config, Root};
 use crate::values::Source;
@@ -110,8 +110,56 @@ pub fn plan(c: &Config, image: &Image, src: ImageArgs, paves: bool) -> Option<St
     {
         st.net = Net::Online;
     }
+    // A trusted key from the credential store (never from the image's server).
+    st.credentials.extend(c.fetch.verify_key.clone());
     if paves {
         st.requires.push(s("metalroot-layout.service"));
     }
     Some(st)
+}
+
+/// Measured boot: after the fetch and before the root is mounted, the
+/// image's SHA-256 goes into a PCR (metal.tpm-pcr). Not fatal: a node
+/// without a TPM logs it and boots; a failed extend shows as a failed unit.
+pub fn measure(c: &Config, fetch_unit: Option<&str>, sysroot: bool) -> Option<Step> {
+    let (pcr, fetch_unit) = (c.tpm_pcr?, fetch_unit?);
+    let mut st = Step::new(
+        "metalroot-measure",
+        format!("metalroot: measure the root image into TPM PCR {pcr}"),
+        Cmd::Measure(MeasureArgs {
+            pcr,
+            record: PathBuf::from(crate::kinds::IMAGE_RECORD),
+            event_log: PathBuf::from(crate::kinds::EVENT_LOG),
+        }),
+    );
+    st.requires.push(s(fetch_unit));
+    if sysroot {
+        st.before.push(s("metalroot-sysroot.service"));
+    }
+    st.before.push(s("initrd.target"));
+    st.wanted_by.push(s("initrd.target"));
+    st.timeout_sec = Some(60);
+    st.fatal = false;
+    Some(st)
+}
+
+/// What `metalroot plan` says of the image's checks and its measurement,
+/// metalroot's own additions to a fetch.
+pub fn notes(c: &Config) -> Vec<String> {
+    use crate::kinds::{Verify, KEYS_DIR};
+    let key = match &c.fetch.verify_key {
+        Some(k) => format!("{KEYS_DIR}/*.pub and the credential {k}"),
+        None => format!("{KEYS_DIR}/*.pub"),
+    };
+    let mut n = vec![match c.fetch.verify {
+        None => format!("verify: the image's minisign signature (<image>.minisig) when a trusted key is in {key}, else its sha256 (metalroot's own; metal.verify= chooses)"),
+        Some(Verify::Signature) => format!("verify: the image's minisign signature (<image>.minisig) by a key in {key}; an unsigned or changed image is refused"),
+        Some(Verify::Sha256) => s("verify: the image's sha256 only (metal.verify=sha256)"),
+        Some(Verify::None) => s("verify: nothing (metal.verify=none)"),
+    }];
+    n.push(match c.tpm_pcr {
+        Some(pcr) => format!("measure: the image's SHA-256 is extended into TPM PCR {pcr} when the node has a TPM 2.0 (metalroot's own; metal.tpm-pcr=off turns it off)"),
+        None => s("measure: off (metal.tpm-pcr=off)"),
+    });
+    n
 }

@@ -167,6 +167,10 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
     let fetch = image::plan(&c, &image, src, paves);
     let fetch_unit = fetch.as_ref().map(Step::unit);
     steps.extend(fetch);
+    steps.extend(image::measure(&c, fetch_unit.as_deref(), sysroot));
+    if fetch_unit.is_some() {
+        notes.extend(image::notes(&c));
+    }
     if sysroot {
         steps.push(root::plan(
             &c,
@@ -400,13 +404,14 @@ mod tests {
                 "metalroot-wipe",
                 "metalroot-layout",
                 "metalroot-fetch",
+                "metalroot-measure",
                 "metalroot-sysroot",
                 "metalroot-handover",
                 // seed 000's line has no ip=: metalroot brings DHCP up.
                 "metalroot-dhcp"
             ]
         );
-        let sys = &p.steps[3].argv;
+        let sys = &p.steps[4].argv;
         assert!(sys.contains(&s("LABEL=ROOTRAID")), "{sys:?}");
         assert!(p.destructive());
     }

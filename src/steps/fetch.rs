@@ -4,9 +4,15 @@
 //! skipped on a reboot when the local copy still matches.
 
 use crate::args::Argv;
-use crate::kinds::{ImageSource, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR, DEFAULT_SQUASHIMG};
+use crate::kinds::{
+    ImageSource, Verify, DEFAULT_FETCH_TIMEOUT, DEFAULT_LIVE_DIR, DEFAULT_SQUASHIMG, IMAGE_RECORD,
+    KEYS_DIR,
+};
+use crate::sys::hashed_copy::Hashes;
 use crate::sys::http::HttpOpts;
+use crate::sys::image_record::ImageRecord;
 use crate::sys::retry::backoff;
+use crate::sys::trust::{self, Signed, TrustedKey, Verdict};
 use crate::sys::{hashed_copy, http, mounts, notify};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -14,7 +20,6 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{ETAG, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -77,6 +82,20 @@ pub struct FetchOpts {
     /// Give up after this many seconds in all (metal.fetch-timeout).
     #[arg(long, default_value_t = DEFAULT_FETCH_TIMEOUT)]
     pub timeout: u64,
+    /// What the image is checked against (metal.verify). Unset: signature
+    /// when a trusted key is installed or named, else sha256.
+    #[arg(long, value_enum)]
+    pub verify: Option<Verify>,
+    /// A systemd credential holding a trusted minisign public key
+    /// (metal.verify-key).
+    #[arg(long)]
+    pub verify_key: Option<String>,
+    /// Directory of trusted minisign public keys (*.pub).
+    #[arg(long, default_value = KEYS_DIR)]
+    pub keys_dir: PathBuf,
+    /// Where this boot's image record is written.
+    #[arg(long, default_value = IMAGE_RECORD)]
+    pub record: PathBuf,
 }
 
 impl Default for FetchOpts {
@@ -85,6 +104,10 @@ impl Default for FetchOpts {
             sha256: None,
             http: HttpOpts::default(),
             timeout: DEFAULT_FETCH_TIMEOUT,
+            verify: None,
+            verify_key: None,
+            keys_dir: PathBuf::from(KEYS_DIR),
+            record: PathBuf::from(IMAGE_RECORD),
         }
     }
 }
@@ -94,6 +117,14 @@ impl FetchOpts {
         a.opt_if("sha256", self.sha256.as_ref());
         self.http.push(a);
         a.opt("timeout", self.timeout);
+        a.opt_if("verify", self.verify);
+        a.opt_if("verify-key", self.verify_key.as_ref());
+        if self.keys_dir != Path::new(KEYS_DIR) {
+            a.path("keys-dir", Some(&self.keys_dir));
+        }
+        if self.record != Path::new(IMAGE_RECORD) {
+            a.path("record", Some(&self.record));
+        }
     }
 }
 
@@ -183,9 +214,8 @@ impl FetchArgs {
     }
 }
 
-const CHUNK: usize = 1 << 20;
-
-/// What we remember next to the image: where it came from and its hash.
+/// What we remember next to the image: where it came from, its hash and,
+/// when signed, who signed it.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Meta {
     url: String,
@@ -193,6 +223,8 @@ struct Meta {
     last_modified: Option<String>,
     sha256: Option<String>,
     size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<Verdict>,
 }
 
 fn meta_path(p: &Path) -> PathBuf {
@@ -231,40 +263,152 @@ pub fn image_url(source: &str, image: &str, exact: bool) -> String {
     u.into()
 }
 
+/// `<url>` with `suffix` added to its path (query kept): the sidecar and the
+/// signature next to the image.
+fn beside(url: &str, suffix: &str) -> Option<String> {
+    let mut u = Url::parse(url).ok()?;
+    u.set_path(&format!("{}{suffix}", u.path()));
+    Some(u.into())
+}
+
 /// The URL with any password hidden, for logs.
 fn shown(url: &str) -> String {
     crate::redact::redact_url(url)
 }
 
+/// An image (or a source) that was refused: a bad checksum or signature, or
+/// no signature. Not retried on the same server; the next one is tried.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(msg: String) -> anyhow::Error {
+    anyhow::Error::new(Refused(msg))
+}
+
+/// What an image must pass before it gets its name.
+struct Checks<'k> {
+    mode: Verify,
+    keys: &'k [TrustedKey],
+    sha256: Option<String>,
+}
+
+impl<'k> Checks<'k> {
+    /// The signature for one source, when signatures are checked: parsed and
+    /// matched to a trusted key before any byte of the image is fetched.
+    fn signature(
+        &self,
+        url: &str,
+        text: impl FnOnce() -> Result<Option<String>>,
+    ) -> Result<Option<Signed<'k>>> {
+        if self.mode != Verify::Signature {
+            return Ok(None);
+        }
+        let sig_url = format!("{}.minisig", shown(url));
+        let Some(text) = text()? else {
+            return Err(refused(format!(
+                "no signature at {sig_url}: refused (metal.verify=signature)"
+            )));
+        };
+        Signed::parse(&text, self.keys)
+            .map(Some)
+            .map_err(|e| refused(format!("signature check failed for {}: {e:#}", shown(url))))
+    }
+}
+
+/// The `.minisig` next to an http(s) image: None when the server has none
+/// (404), an error when it cannot be asked (retried like the image).
+fn http_signature(client: &Client, url: &str) -> Result<Option<String>> {
+    let sig = beside(url, ".minisig").with_context(|| format!("{} is not a URL", shown(url)))?;
+    let r = client
+        .get(&sig)
+        .send()
+        .with_context(|| format!("GET {}", shown(&sig)))?;
+    match r.status() {
+        s if s.is_success() => Ok(Some(
+            r.text()
+                .with_context(|| format!("reading {}", shown(&sig)))?,
+        )),
+        StatusCode::NOT_FOUND | StatusCode::GONE => Ok(None),
+        s => bail!("GET {}: {s}", shown(&sig)),
+    }
+}
+
 pub fn run(a: FetchArgs) -> Result<()> {
+    // A record left by an earlier run must not outlive a failed one: the
+    // measure step and the real root read it as this boot's image.
+    match fs::remove_file(&a.opts.record) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", a.opts.record.display()))
+        }
+        _ => {}
+    }
     let sources = a.src.resolve()?;
+    let keys = trust::load_keys(&a.opts.keys_dir, a.opts.verify_key.as_deref())?;
+    let mode = match a.opts.verify {
+        Some(m) => m,
+        None if !keys.is_empty() => Verify::Signature,
+        None => Verify::Sha256,
+    };
+    if mode == Verify::Signature && keys.is_empty() {
+        bail!(
+            "metal.verify=signature, but no trusted key: none in {} and no metal.verify-key credential; nothing was fetched",
+            a.opts.keys_dir.display()
+        );
+    }
+    match mode {
+        Verify::Signature => info!("verify: signature (trusted keys: {})", trust::ids(&keys)),
+        Verify::Sha256 if !keys.is_empty() => warn!(
+            "verify: sha256 (metal.verify=sha256): the signature is not checked although a key is trusted ({})",
+            trust::ids(&keys)
+        ),
+        Verify::Sha256 => info!("verify: sha256"),
+        Verify::None => warn!("verify: none (metal.verify=none): the image is not verified at all"),
+    }
     let dest = destination(&a)?;
     let client = http::client(&a.opts.http)?;
     let deadline = Instant::now() + Duration::from_secs(a.opts.timeout);
     let urls = a.src.urls(&sources);
 
-    let expected = match &a.opts.sha256 {
-        Some(h) => Some(h.to_lowercase()),
-        None => sidecar(&client, &urls),
+    let expected = match (&a.opts.sha256, mode) {
+        (_, Verify::None) => None,
+        (Some(h), _) => Some(h.to_lowercase()),
+        // A sidecar from the image's own server proves nothing a signature
+        // does not: not asked for.
+        (None, Verify::Signature) => None,
+        (None, Verify::Sha256) => sidecar(&client, &urls),
     };
     match &expected {
         Some(h) => info!("expected sha256 {h}"),
-        None => {
+        None if mode == Verify::Sha256 => {
             warn!("no metal.sha256 and no <image>.sha256 on the server: the image is not verified")
         }
+        None => {}
     }
+    let checks = Checks {
+        mode,
+        keys: &keys,
+        sha256: expected,
+    };
 
-    if let Some(done) = unchanged(&client, &dest, &urls, expected.as_deref())? {
+    if let Some((done, meta)) = unchanged(&client, &dest, &sources, &urls, &checks)? {
         info!(
             "{} is unchanged on the server ({}); nothing downloaded",
             dest.display(),
             done
         );
-        return Ok(());
+        return record(&a.opts.record, &dest, &meta, mode, false);
     }
 
     let mut last_err = anyhow!("no source tried");
-    let mut mismatches = 0;
+    let mut refusals = 0;
     let mut attempt: u32 = 0;
     'outer: while Instant::now() < deadline {
         for (src, url) in sources.iter().zip(&urls) {
@@ -274,19 +418,21 @@ pub fn run(a: FetchArgs) -> Result<()> {
             attempt += 1;
             let r = match src {
                 ImageSource::Labelled { dir, label } => {
-                    copy_from_label(dir, label, url, &a.src.image, &dest)
+                    copy_from_label(dir, label, url, &a.src.image, &dest, &checks)
                 }
-                ImageSource::Url(_) => download(&client, url, &dest),
+                ImageSource::Url(_) => checks
+                    .signature(url, || http_signature(&client, url))
+                    .and_then(|signed| download(&client, url, &dest, signed.as_ref())),
             };
-            match r.and_then(|m| finish(&dest, m, expected.as_deref())) {
-                Ok(()) => return Ok(()),
+            match r.and_then(|m| finish(&dest, m, &checks)) {
+                Ok(meta) => return record(&a.opts.record, &dest, &meta, mode, true),
                 Err(e) => {
-                    let mismatch = e.to_string().contains("sha256 mismatch");
                     warn!("fetch from {} failed: {e:#}", shown(url));
+                    let refusal = e.downcast_ref::<Refused>().is_some();
                     last_err = e;
-                    if mismatch {
-                        mismatches += 1;
-                        if mismatches >= urls.len() {
+                    if refusal {
+                        refusals += 1;
+                        if refusals >= urls.len() {
                             break 'outer;
                         }
                     }
@@ -301,6 +447,21 @@ pub fn run(a: FetchArgs) -> Result<()> {
         std::thread::sleep(wait);
     }
     Err(last_err).with_context(|| format!("could not fetch {} from any server", a.src.image))
+}
+
+/// This boot's record of the image, for the measure step and the real root.
+fn record(path: &Path, dest: &Path, m: &Meta, mode: Verify, fetched: bool) -> Result<()> {
+    ImageRecord {
+        url: shown(&m.url),
+        path: dest.display().to_string(),
+        sha256: m.sha256.clone().unwrap_or_default(),
+        size: m.size,
+        verify: mode.to_string(),
+        signature: m.signature.clone(),
+        fetched,
+        measured: None,
+    }
+    .write(path)
 }
 
 fn destination(a: &FetchArgs) -> Result<PathBuf> {
@@ -331,11 +492,9 @@ fn destination(a: &FetchArgs) -> Result<PathBuf> {
 /// `<image>.sha256` from the first server that has it.
 pub(crate) fn sidecar(client: &Client, urls: &[String]) -> Option<String> {
     for url in urls.iter().filter(|u| u.starts_with("http")) {
-        let Ok(mut side) = Url::parse(url) else {
+        let Some(side) = beside(url, ".sha256") else {
             continue;
         };
-        side.set_path(&format!("{}.sha256", side.path()));
-        let side = String::from(side);
         match client.get(&side).send() {
             Ok(r) if r.status().is_success() => {
                 let text = r.text().unwrap_or_default();
@@ -354,20 +513,27 @@ pub(crate) fn sidecar(client: &Client, urls: &[String]) -> Option<String> {
 }
 
 /// On a reboot: the local image is kept when its recorded hash matches the
-/// expected one, or the server answers 304 to its ETag. Either way the local
-/// bytes are hashed again before they are trusted.
+/// expected one, or the server answers 304 to its ETag, or, when signatures
+/// are checked, when a server's current signature verifies it (a new image
+/// on the server has a new signature, which the old bytes fail). Either way
+/// the local bytes are hashed again before they are trusted.
 fn unchanged(
     client: &Client,
     dest: &Path,
+    sources: &[ImageSource],
     urls: &[String],
-    expected: Option<&str>,
-) -> Result<Option<String>> {
+    checks: &Checks,
+) -> Result<Option<(String, Meta)>> {
     let (Some(meta), true) = (read_meta(dest), dest.exists()) else {
         return Ok(None);
     };
     let Some(recorded) = meta.sha256.clone() else {
         return Ok(None);
     };
+    if checks.mode == Verify::Signature {
+        return unchanged_signed(client, dest, sources, urls, checks, meta);
+    }
+    let expected = checks.sha256.as_deref();
     let why = if expected == Some(recorded.as_str()) {
         "recorded sha256 matches the expected one".to_string()
     } else if expected.is_none() {
@@ -387,7 +553,9 @@ fn unchanged(
         return Ok(None);
     };
     notify::status("verifying the local image");
-    let local = hash_file(dest)?;
+    let mut h = Hashes::new(None);
+    h.feed_file(dest)?;
+    let (local, _) = h.sha256_hex();
     if local != recorded {
         warn!(
             "local image {} is damaged (sha256 {local}, recorded {recorded}); fetching again",
@@ -395,42 +563,97 @@ fn unchanged(
         );
         return Ok(None);
     }
-    Ok(Some(why))
+    Ok(Some((why, meta)))
 }
 
-fn hash_file(p: &Path) -> Result<String> {
-    Ok(hex(&hasher_of(p)?.finalize()))
-}
-
-/// A SHA-256 state fed with a file's bytes (to finish, or to continue with
-/// the rest of a resumed download).
-fn hasher_of(p: &Path) -> Result<Sha256> {
-    let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", p.display()))?;
-        if n == 0 {
-            break;
+/// The unchanged check of a signed image: the first server that has a
+/// signature decides; the local bytes must verify against it.
+fn unchanged_signed(
+    client: &Client,
+    dest: &Path,
+    sources: &[ImageSource],
+    urls: &[String],
+    checks: &Checks,
+    meta: Meta,
+) -> Result<Option<(String, Meta)>> {
+    for (src, url) in sources.iter().zip(urls) {
+        let signed = match src {
+            ImageSource::Url(_) => checks.signature(url, || http_signature(client, url)),
+            // A stick or disk: copying it again costs little.
+            ImageSource::Labelled { .. } => continue,
+        };
+        let signed = match signed {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::debug!("no usable signature for the unchanged check: {e:#}");
+                continue;
+            }
+        };
+        notify::status("verifying the local image's signature");
+        let mut h = Hashes::new(Some(signed.verifier()?));
+        h.feed_file(dest)?;
+        let (local, v) = h.sha256_hex();
+        let verdict = match v.map(|v| signed.check(v)) {
+            Some(Ok(verdict)) => verdict,
+            _ => {
+                info!(
+                    "the local image {} is not the one signed at {}: fetching",
+                    dest.display(),
+                    shown(url)
+                );
+                return Ok(None);
+            }
+        };
+        if checks.sha256.as_ref().is_some_and(|want| *want != local) {
+            return Ok(None);
         }
-        h.update(&buf[..n]);
+        info!(
+            "signature verified: key {}, trusted comment: {}",
+            verdict.key_id, verdict.trusted_comment
+        );
+        let why = format!(
+            "the signature by key {} verifies the local image",
+            verdict.key_id
+        );
+        let meta = Meta {
+            sha256: Some(local),
+            signature: Some(verdict),
+            ..meta
+        };
+        write_meta(dest, &meta)?;
+        return Ok(Some((why, meta)));
     }
-    Ok(h)
+    Ok(None)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Result of one transfer: the part file is complete; this is its metadata.
+/// Result of one transfer: the part file is complete; this is its metadata,
+/// its SHA-256 and, for a signed image, the signature's check.
 struct Fetched {
     meta: Meta,
     sha256: String,
+    signature: Option<Result<Verdict>>,
 }
 
-fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
+fn hashes<'k>(signed: Option<&'k Signed<'k>>) -> Result<Hashes<'k>> {
+    Ok(Hashes::new(signed.map(Signed::verifier).transpose()?))
+}
+
+/// The hashes' results once every byte went through them.
+fn fetched(meta: Meta, h: Hashes, signed: Option<&Signed>) -> Fetched {
+    let (sha256, v) = h.sha256_hex();
+    let signature = match (signed, v) {
+        (Some(s), Some(v)) => Some(s.check(v)),
+        _ => None,
+    };
+    Fetched {
+        meta,
+        sha256,
+        signature,
+    }
+}
+
+fn download(client: &Client, url: &str, dest: &Path, signed: Option<&Signed>) -> Result<Fetched> {
     let part = part_path(dest);
     let part_meta: Option<Meta> = read_meta(&part);
     let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
@@ -456,10 +679,11 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
     if http::RETRY_STATUS.contains(&status.as_u16()) {
         bail!("GET {}: {status} (will retry)", shown(url));
     }
-    let (mut file, hasher, offset) = match status {
+    let (mut file, hashes, offset) = match status {
         StatusCode::PARTIAL_CONTENT if resuming => {
             info!("resuming {} at byte {have}", shown(url));
-            let h = hasher_of(&part)?;
+            let mut h = hashes(signed)?;
+            h.feed_file(&part)?;
             let f = OpenOptions::new()
                 .append(true)
                 .open(&part)
@@ -471,7 +695,7 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
                 info!("{} changed on the server: starting over", shown(url));
             }
             let f = File::create(&part).with_context(|| format!("creating {}", part.display()))?;
-            (f, Sha256::new(), 0)
+            (f, hashes(signed)?, 0)
         }
         s => bail!("GET {}: unexpected status {s}", shown(url)),
     };
@@ -479,12 +703,11 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
         url: url.to_string(),
         etag: header(&resp, ETAG),
         last_modified: header(&resp, LAST_MODIFIED),
-        sha256: None,
-        size: 0,
+        ..Meta::default()
     };
     write_meta(&part, &meta)?;
     let total = resp.content_length().map(|l| l + offset);
-    let (got, hasher) = stream(resp, &mut file, hasher, offset, total, url)?;
+    let (got, hashes) = stream(resp, &mut file, hashes, offset, total, url)?;
     file.sync_all()
         .with_context(|| format!("fsync {}", part.display()))?;
     if let Some(t) = total {
@@ -492,10 +715,7 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<Fetched> {
             bail!("{}: transfer ended at byte {got} of {t}", shown(url));
         }
     }
-    Ok(Fetched {
-        meta: Meta { size: got, ..meta },
-        sha256: hex(&hasher.finalize()),
-    })
+    Ok(fetched(Meta { size: got, ..meta }, hashes, signed))
 }
 
 fn header(r: &Response, name: reqwest::header::HeaderName) -> Option<String> {
@@ -506,15 +726,15 @@ fn header(r: &Response, name: reqwest::header::HeaderName) -> Option<String> {
 }
 
 /// Copies the body to the file while hashing, with progress in `STATUS=`;
-/// returns the file's length and the hasher fed with all of it.
-fn stream(
+/// returns the file's length and the hashes fed with all of it.
+fn stream<'k>(
     mut src: impl Read,
     out: &mut File,
-    hasher: Sha256,
+    hashes: Hashes<'k>,
     offset: u64,
     total: Option<u64>,
     url: &str,
-) -> Result<(u64, Sha256)> {
+) -> Result<(u64, Hashes<'k>)> {
     let start = Instant::now();
     let mut last = Instant::now();
     let progress = |done: u64| {
@@ -536,12 +756,10 @@ fn stream(
             rate / 1048576.0
         ));
     };
-    hashed_copy::copy(&mut src, out, hasher, offset, progress)
+    hashed_copy::copy(&mut src, out, hashes, offset, progress)
         .with_context(|| format!("reading from {}", shown(url)))
 }
 
-/// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy.
-/// `src` is the source as shown in logs and in the image's record.
 /// Runs `f` on the labelled filesystem, mounted read-only (or where it is
 /// already mounted).
 pub(crate) fn on_label<T>(label: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
@@ -559,42 +777,81 @@ pub(crate) fn on_label<T>(label: &str, f: impl FnOnce(&Path) -> Result<T>) -> Re
     r
 }
 
-fn copy_from_label(dir: &str, label: &str, src: &str, image: &str, dest: &Path) -> Result<Fetched> {
+/// `file://<dir>?LABEL=<label>`: mount the labelled device read-only, copy
+/// the image (and read its `.minisig` there when signatures are checked).
+/// `src` is the source as shown in logs and in the image's record.
+fn copy_from_label(
+    dir: &str,
+    label: &str,
+    src: &str,
+    image: &str,
+    dest: &Path,
+    checks: &Checks,
+) -> Result<Fetched> {
     on_label(label, |mnt| {
         let file = mnt.join(dir).join(image);
+        let sig_file = mnt.join(dir).join(format!("{image}.minisig"));
+        let signed = checks.signature(src, || match fs::read_to_string(&sig_file) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", sig_file.display())),
+        })?;
         let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let part = part_path(dest);
         let mut out =
             File::create(&part).with_context(|| format!("creating {}", part.display()))?;
         let total = f.metadata().map(|m| m.len()).ok();
-        let (got, h) = stream(f, &mut out, Sha256::new(), 0, total, src)?;
+        let (got, h) = stream(f, &mut out, hashes(signed.as_ref())?, 0, total, src)?;
         out.sync_all().context("fsync")?;
-        Ok(Fetched {
-            meta: Meta {
-                url: src.to_string(),
-                size: got,
-                ..Meta::default()
-            },
-            sha256: hex(&h.finalize()),
-        })
+        let meta = Meta {
+            url: src.to_string(),
+            size: got,
+            ..Meta::default()
+        };
+        Ok(fetched(meta, h, signed.as_ref()))
     })
 }
 
-/// Verifies the part file and only then gives it the image's name.
-fn finish(dest: &Path, f: Fetched, expected: Option<&str>) -> Result<()> {
+/// Verifies the part file and only then gives it the image's name; a
+/// refused image is removed.
+fn finish(dest: &Path, f: Fetched, checks: &Checks) -> Result<Meta> {
     let part = part_path(dest);
-    if let Some(want) = expected {
-        if f.sha256 != want {
-            let _ = fs::remove_file(&part);
-            let _ = fs::remove_file(meta_path(&part));
-            bail!(
+    let discard = || {
+        let _ = fs::remove_file(&part);
+        let _ = fs::remove_file(meta_path(&part));
+    };
+    if let Some(want) = &checks.sha256 {
+        if f.sha256 != *want {
+            discard();
+            return Err(refused(format!(
                 "sha256 mismatch for {}: expected {want}, got {}; the image was discarded",
                 shown(&f.meta.url),
                 f.sha256
-            );
+            )));
         }
         info!("sha256 verified: {}", f.sha256);
     }
+    let signature = match f.signature {
+        Some(Ok(v)) => {
+            info!(
+                "signature verified: key {}, trusted comment: {}",
+                v.key_id, v.trusted_comment
+            );
+            Some(v)
+        }
+        Some(Err(e)) => {
+            discard();
+            return Err(refused(format!(
+                "signature check failed for {}: {e:#}; the image was discarded",
+                shown(&f.meta.url)
+            )));
+        }
+        None if checks.mode == Verify::Signature => {
+            discard();
+            bail!("internal error: the signature was not checked");
+        }
+        None => None,
+    };
     fs::rename(&part, dest)
         .with_context(|| format!("renaming {} to {}", part.display(), dest.display()))?;
     if let Some(dir) = dest.parent() {
@@ -603,24 +860,20 @@ fn finish(dest: &Path, f: Fetched, expected: Option<&str>) -> Result<()> {
         }
     }
     let _ = fs::remove_file(meta_path(&part));
-    write_meta(
-        dest,
-        &Meta {
-            sha256: Some(f.sha256.clone()),
-            ..f.meta.clone()
-        },
-    )?;
+    let meta = Meta {
+        sha256: Some(f.sha256.clone()),
+        signature,
+        ..f.meta
+    };
+    write_meta(dest, &meta)?;
     info!(
         "fetched {} ({} bytes) to {}",
-        shown(&f.meta.url),
-        f.meta.size,
+        shown(&meta.url),
+        meta.size,
         dest.display()
     );
-    notify::status(&format!(
-        "fetched {} bytes, sha256 {}",
-        f.meta.size, f.sha256
-    ));
-    Ok(())
+    notify::status(&format!("fetched {} bytes, sha256 {}", meta.size, f.sha256));
+    Ok(meta)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod handover;
 pub mod iscsi;
 pub mod layout;
+pub mod measure;
 pub mod network;
 pub mod plan;
 pub mod status;

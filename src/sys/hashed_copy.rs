@@ -1,10 +1,13 @@
-//! Copies a stream into a file while a second thread hashes the same bytes,
+//! Copies a stream into a file while a second thread hashes the same bytes
+//! (the SHA-256, and the signature's BLAKE2b beside it when the image is
+//! signed),
 //! and starts the disk writeback as it goes, so that the final fsync has
 //! little left to do. On the initrd's few cores this keeps the download, the
 //! page-cache copy, the SHA-256 and the disk busy at the same time instead of
 //! one after the other.
 
 use anyhow::{Context, Result};
+use minisign_verify::StreamVerifier;
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -18,22 +21,77 @@ const BUFFERS: usize = 4;
 /// Writeback is started each time this many bytes have been written.
 const WRITEBACK_EVERY: u64 = 64 << 20;
 
+/// What is computed over every byte of the image: its SHA-256 and, for a
+/// signed image, the signature's state.
+pub struct Hashes<'k> {
+    pub sha256: Sha256,
+    pub sig: Option<StreamVerifier<'k>>,
+}
+
+impl<'k> Hashes<'k> {
+    pub fn new(sig: Option<StreamVerifier<'k>>) -> Hashes<'k> {
+        Hashes {
+            sha256: Sha256::new(),
+            sig,
+        }
+    }
+
+    /// Both digests at once on two cores: each alone keeps up with a fast
+    /// network, one after the other would not.
+    pub fn update(&mut self, buf: &[u8]) {
+        let Hashes { sha256, sig } = self;
+        match sig {
+            Some(v) => std::thread::scope(|s| {
+                s.spawn(|| v.update(buf));
+                sha256.update(buf);
+            }),
+            None => sha256.update(buf),
+        }
+    }
+
+    /// Feeds a file's bytes (a resumed download's part, an image on disk).
+    pub fn feed_file(&mut self, p: &std::path::Path) -> Result<()> {
+        let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let (n, err) = fill(&mut f, &mut buf);
+            if let Some(e) = err {
+                return Err(e).with_context(|| format!("reading {}", p.display()));
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            self.update(&buf[..n]);
+        }
+    }
+
+    pub fn sha256_hex(self) -> (String, Option<StreamVerifier<'k>>) {
+        let hex = self
+            .sha256
+            .finalize()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        (hex, self.sig)
+    }
+}
+
 /// Reads `src` to its end into `out` (positioned at `offset`, the bytes
-/// already in the file and already fed to `hasher`). `progress` is called
+/// already in the file and already fed to `hashes`). `progress` is called
 /// after each buffer with the file's length so far. Returns the file's
-/// length and the hasher fed with every byte of the file.
-pub fn copy(
+/// length and the hashes fed with every byte of the file.
+pub fn copy<'k>(
     src: &mut impl Read,
     out: &mut File,
-    hasher: Sha256,
+    hashes: Hashes<'k>,
     offset: u64,
     mut progress: impl FnMut(u64),
-) -> Result<(u64, Sha256)> {
+) -> Result<(u64, Hashes<'k>)> {
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
-            let mut hasher = hasher;
+            let mut hasher = hashes;
             for buf in full_rx {
                 hasher.update(&buf);
                 // The reader may have stopped; its buffers are then unused.
@@ -162,10 +220,10 @@ mod tests {
             fail_at: None,
         };
         let mut seen = Vec::new();
-        let (n, h) = copy(&mut src, &mut f, Sha256::new(), 0, |x| seen.push(x)).unwrap();
+        let (n, h) = copy(&mut src, &mut f, Hashes::new(None), 0, |x| seen.push(x)).unwrap();
         assert_eq!(n, d.len() as u64);
         assert_eq!(std::fs::read(&p).unwrap(), d);
-        assert_eq!(h.finalize(), Sha256::digest(&d));
+        assert_eq!(h.sha256.finalize(), Sha256::digest(&d));
         assert_eq!(seen.last(), Some(&(d.len() as u64)));
     }
 
@@ -177,7 +235,7 @@ mod tests {
         let (head, tail) = d.split_at(1000);
         std::fs::write(&p, head).unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-        let mut pre = Sha256::new();
+        let mut pre = Hashes::new(None);
         pre.update(head);
         let mut src = Pieces {
             data: tail.to_vec(),
@@ -186,7 +244,7 @@ mod tests {
         };
         let (n, h) = copy(&mut src, &mut f, pre, 1000, |_| {}).unwrap();
         assert_eq!(n, d.len() as u64);
-        assert_eq!(h.finalize(), Sha256::digest(&d));
+        assert_eq!(h.sha256.finalize(), Sha256::digest(&d));
     }
 
     #[test]
@@ -198,7 +256,9 @@ mod tests {
             at: 0,
             fail_at: Some(CHUNK + 5),
         };
-        let err = copy(&mut src, &mut f, Sha256::new(), 0, |_| {}).unwrap_err();
+        let Err(err) = copy(&mut src, &mut f, Hashes::new(None), 0, |_| {}) else {
+            panic!("a cut stream copied");
+        };
         assert!(format!("{err:#}").contains("at byte 1048581"), "{err:#}");
         // The bytes before the cut are in the file, for a resume.
         assert_eq!(f.metadata().unwrap().len(), (CHUNK + 5) as u64);
