@@ -110,6 +110,8 @@ pub fn plan(c: &Config, logins: &[String], src: &ImageArgs) -> Vec<Step> {
             }),
         );
         st.credentials.extend(luks_key_credential);
+        // And the image's signature, by the same trusted keys as the fetch.
+        st.credentials.extend(c.fetch.verify_key.clone());
         st.destructive = !c.dry_run;
         // The preflight waits for the image server up to metal.fetch-timeout.
         st.timeout_sec = Some(600 + c.fetch.timeout);

@@ -323,6 +323,54 @@ impl<'k> Checks<'k> {
     }
 }
 
+/// What the image is checked against, and the trusted keys: the fetch's
+/// and the wipe's preflight's (which checks the signature is there before
+/// anything is wiped).
+pub(crate) fn trust_mode(o: &FetchOpts) -> Result<(Verify, Vec<TrustedKey>)> {
+    let keys = trust::load_keys(&o.keys_dir, o.verify_key.as_deref())?;
+    let mode = match o.verify {
+        Some(m) => m,
+        None if !keys.is_empty() => Verify::Signature,
+        None => Verify::Sha256,
+    };
+    if mode == Verify::Signature && keys.is_empty() {
+        bail!(
+            "metal.verify=signature, but no trusted key: none in {} and no metal.verify-key credential",
+            o.keys_dir.display()
+        );
+    }
+    Ok((mode, keys))
+}
+
+/// The preflight's check: the source has a signature by a trusted key (the
+/// image itself is checked only as it streams, after the wipe).
+pub(crate) fn signature_at(
+    client: &Client,
+    src: &ImageSource,
+    url: &str,
+    image: &str,
+    keys: &[TrustedKey],
+) -> Result<()> {
+    let text = match src {
+        ImageSource::Url(_) => http_signature(client, url)?,
+        ImageSource::Labelled { dir, label } => on_label(label, |mnt| {
+            label_signature(&mnt.join(dir).join(format!("{image}.minisig")))
+        })?,
+    };
+    let Some(text) = text else {
+        bail!("no signature at {}.minisig", shown(url));
+    };
+    Signed::parse(&text, keys).map(|_| ())
+}
+
+fn label_signature(p: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(p) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
 /// The `.minisig` next to an http(s) image: None when the server has none
 /// (404), an error when it cannot be asked (retried like the image).
 fn http_signature(client: &Client, url: &str) -> Result<Option<String>> {
@@ -351,18 +399,7 @@ pub fn run(a: FetchArgs) -> Result<()> {
         _ => {}
     }
     let sources = a.src.resolve()?;
-    let keys = trust::load_keys(&a.opts.keys_dir, a.opts.verify_key.as_deref())?;
-    let mode = match a.opts.verify {
-        Some(m) => m,
-        None if !keys.is_empty() => Verify::Signature,
-        None => Verify::Sha256,
-    };
-    if mode == Verify::Signature && keys.is_empty() {
-        bail!(
-            "metal.verify=signature, but no trusted key: none in {} and no metal.verify-key credential; nothing was fetched",
-            a.opts.keys_dir.display()
-        );
-    }
+    let (mode, keys) = trust_mode(&a.opts)?;
     match mode {
         Verify::Signature => info!("verify: signature (trusted keys: {})", trust::ids(&keys)),
         Verify::Sha256 if !keys.is_empty() => warn!(
@@ -791,11 +828,7 @@ fn copy_from_label(
     on_label(label, |mnt| {
         let file = mnt.join(dir).join(image);
         let sig_file = mnt.join(dir).join(format!("{image}.minisig"));
-        let signed = checks.signature(src, || match fs::read_to_string(&sig_file) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", sig_file.display())),
-        })?;
+        let signed = checks.signature(src, || label_signature(&sig_file))?;
         let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let part = part_path(dest);
         let mut out =

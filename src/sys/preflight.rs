@@ -4,7 +4,8 @@
 //! only the first, each naming the parameter and the value behind it.
 
 use crate::kinds::ImageSource;
-use crate::steps::fetch::{on_label, sidecar, FetchOpts, ImageArgs};
+use crate::kinds::Verify;
+use crate::steps::fetch::{on_label, sidecar, signature_at, trust_mode, FetchOpts, ImageArgs};
 use crate::steps::layout::LayoutOpts;
 use crate::sys::disks::{for_arrays, Disk, ARRAY_MIN_BYTES};
 use crate::sys::http;
@@ -125,6 +126,13 @@ pub fn image(src: &ImageArgs, opts: &FetchOpts, retry: bool) -> Option<String> {
         Ok(c) => c,
         Err(e) => return Some(format!("{e:#}")),
     };
+    // A node that trusts a key boots only a signed image: an unsigned one
+    // would be refused after the wipe.
+    let keys = match trust_mode(opts) {
+        Ok((Verify::Signature, keys)) => Some(keys),
+        Ok(_) => None,
+        Err(e) => return Some(format!("{e:#}")),
+    };
     let timeout = Duration::from_secs(opts.timeout);
     let deadline = Instant::now() + timeout;
     let mut attempt = 0;
@@ -133,11 +141,25 @@ pub fn image(src: &ImageArgs, opts: &FetchOpts, retry: bool) -> Option<String> {
         let mut why = Vec::new();
         for (s, url) in sources.iter().zip(&urls) {
             let shown = crate::redact::redact_secret_url(url);
-            match answers(&client, s, url, &src.image) {
+            let answer = answers(&client, s, url, &src.image).and_then(|()| match &keys {
+                Some(keys) => signature_at(&client, s, url, &src.image, keys)
+                    .map_err(|e| format!("the image answers, but {e:#}")),
+                None => Ok(()),
+            });
+            match answer {
                 Ok(()) => {
-                    info!("preflight: the image answers at {shown}");
+                    info!(
+                        "preflight: the image answers at {shown}{}",
+                        if keys.is_some() {
+                            ", signed by a trusted key"
+                        } else {
+                            ""
+                        }
+                    );
                     // The fetch warns the same way; said here before the wipe.
                     if opts.sha256.is_none()
+                        && keys.is_none()
+                        && opts.verify != Some(Verify::None)
                         && matches!(s, ImageSource::Url(_))
                         && sidecar(&client, std::slice::from_ref(url)).is_none()
                     {
@@ -333,6 +355,61 @@ mod tests {
             ) && e.contains(&format!("{down}squashfs.img")),
             "{e}"
         );
+    }
+
+    /// A node that trusts a key: an image without its signature is not
+    /// worth a wipe; with a signature by that key it is.
+    #[test]
+    fn a_trusted_key_needs_the_signature_before_the_wipe() {
+        use std::io::{Read, Write};
+        let serve = |minisig: Option<&'static str>| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/", l.local_addr().unwrap());
+            std::thread::spawn(move || {
+                for c in l.incoming().take(2) {
+                    let mut c = c.unwrap();
+                    let mut buf = [0u8; 4096];
+                    let n = c.read(&mut buf).unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]);
+                    let _ = match (req.contains(".minisig"), minisig) {
+                        (true, Some(sig)) => write!(
+                            c,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sig}",
+                            sig.len()
+                        ),
+                        (true, None) => write!(
+                            c,
+                            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        ),
+                        (false, _) => write!(
+                            c,
+                            "HTTP/1.1 206 Partial Content\r\nContent-Length: 1\r\nConnection: close\r\n\r\nh"
+                        ),
+                    };
+                }
+            });
+            url
+        };
+        let keys = tempfile::tempdir().unwrap();
+        std::fs::write(
+            keys.path().join("site.pub"),
+            include_str!("../../tests/trust/test.pub"),
+        )
+        .unwrap();
+        let opts = FetchOpts {
+            timeout: 1,
+            keys_dir: keys.path().to_path_buf(),
+            ..FetchOpts::default()
+        };
+        let unsigned = serve(None);
+        let e = image(&src(&unsigned), &opts, false).unwrap();
+        assert!(
+            e.contains("the image answers, but no signature at")
+                && e.contains("squashfs.img.minisig"),
+            "{e}"
+        );
+        let signed = serve(Some(include_str!("../../tests/trust/image.bin.minisig")));
+        assert_eq!(image(&src(&signed), &opts, false), None);
     }
 
     #[test]
