@@ -125,9 +125,9 @@ pub struct Config {
     pub lvm: bool,
     pub lower: Option<DevSpec>,
     pub lower_var: Option<DevSpec>,
-    /// The PCR the image's SHA-256 is extended into (metal.tpm-pcr); None:
-    /// not measured (metal.tpm-pcr=off).
-    pub tpm_pcr: Option<u64>,
+    /// Measured boot (metal.tpm-pcr): by default only a signature-checked
+    /// image is measured (a site that installed a key opted in).
+    pub measure: Measure,
     /// Parameters we accept but do not act on, with why.
     pub ignored: Vec<String>,
     /// Values taken as dracut-metal-mdsquash takes them (a default for an
@@ -137,6 +137,18 @@ pub struct Config {
     /// Bad values of parameters that choose what is wiped
     /// (`Param::guards_wipe`): the wipe is refused, naming each of them.
     pub wipe_refused: Vec<String>,
+}
+
+/// metal.tpm-pcr: which images are measured, and into which PCR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measure {
+    /// A signature-checked image, into the default PCR.
+    WhenSigned,
+    /// Every image, into this PCR (metal.tpm-pcr=N).
+    Always(u64),
+    /// None (metal.tpm-pcr=off).
+    Off,
 }
 
 impl Default for Config {
@@ -193,7 +205,7 @@ impl Default for Config {
             lvm: false,
             lower: None,
             lower_var: None,
-            tpm_pcr: Some(crate::kinds::DEFAULT_TPM_PCR),
+            measure: Measure::WhenSigned,
             ignored: Vec::new(),
             warnings: Vec::new(),
             wipe_refused: Vec::new(),

@@ -6,7 +6,7 @@
 
 use super::{
     host, iscsi_name, md_level, parse_overlay, parse_root, path_component, portal, word, ChapParts,
-    Config, LuksKey,
+    Config, LuksKey, Measure,
 };
 use crate::error::ParamError;
 use crate::iscsi_spec;
@@ -496,6 +496,11 @@ pub static PARAMS: &[Param] = &[
         p.c.fetch.sha256 = Some(s);
         Ok(())
     }),
+    row(
+        &["metal.server-spread"],
+        Always,
+        Bool(|c| &mut c.fetch.spread),
+    ),
     p(&["metal.verify"], Always, |p, k, v| {
         let m = choice(k, v, "expected signature, sha256 or none")?;
         if m != Verify::Signature {
@@ -516,9 +521,9 @@ pub static PARAMS: &[Param] = &[
         Ok(())
     }),
     p(&["metal.tpm-pcr"], Always, |p, k, v| {
-        p.c.tpm_pcr = match required(k, v)? {
-            "off" | "no" => None,
-            _ => Some(number(k, v, 0, 23)?),
+        p.c.measure = match required(k, v)? {
+            "off" | "no" => Measure::Off,
+            _ => Measure::Always(number(k, v, 0, 23)?),
         };
         Ok(())
     }),

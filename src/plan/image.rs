@@ -4,7 +4,7 @@ use super::{s, Net, Secret, Step, LIVE_MNT, RAM_IMAGE, SECRETS_DIR};
 use crate::cli::Cmd;
 use crate::cli::{FetchArgs, ImageArgs, MeasureArgs, SourceKind};
 use crate::kinds::ImageSource;
-use crate::params::{Config, Root};
+use crate::params::{Config, Measure, Root};
 use crate::values::Source;
 use std::path::PathBuf;
 
@@ -122,12 +122,18 @@ pub fn plan(c: &Config, image: &Image, src: ImageArgs, paves: bool) -> Option<St
 /// image's SHA-256 goes into a PCR (metal.tpm-pcr). Not fatal: a node
 /// without a TPM logs it and boots; a failed extend shows as a failed unit.
 pub fn measure(c: &Config, fetch_unit: Option<&str>, sysroot: bool) -> Option<Step> {
-    let (pcr, fetch_unit) = (c.tpm_pcr?, fetch_unit?);
+    let fetch_unit = fetch_unit?;
+    let (pcr, when_signed) = match c.measure {
+        Measure::Off => return None,
+        Measure::WhenSigned => (crate::kinds::DEFAULT_TPM_PCR, true),
+        Measure::Always(pcr) => (pcr, false),
+    };
     let mut st = Step::new(
         "metalroot-measure",
         format!("metalroot: measure the root image into TPM PCR {pcr}"),
         Cmd::Measure(MeasureArgs {
             pcr,
+            when_signed,
             record: PathBuf::from(crate::kinds::IMAGE_RECORD),
             event_log: PathBuf::from(crate::kinds::EVENT_LOG),
         }),
@@ -141,6 +147,10 @@ pub fn measure(c: &Config, fetch_unit: Option<&str>, sysroot: bool) -> Option<St
     st.timeout_sec = Some(60);
     st.fatal = false;
     Some(st)
+}
+
+fn image_sources(c: &Config) -> usize {
+    Image::of(c).sources.len()
 }
 
 /// What `metalroot plan` says of the image's checks and its measurement,
@@ -157,9 +167,18 @@ pub fn notes(c: &Config) -> Vec<String> {
         Some(Verify::Sha256) => s("verify: the image's sha256 only (metal.verify=sha256)"),
         Some(Verify::None) => s("verify: nothing (metal.verify=none)"),
     }];
-    n.push(match c.tpm_pcr {
-        Some(pcr) => format!("measure: the image's SHA-256 is extended into TPM PCR {pcr} when the node has a TPM 2.0 (metalroot's own; metal.tpm-pcr=off turns it off)"),
-        None => s("measure: off (metal.tpm-pcr=off)"),
+    if image_sources(c) > 1 {
+        n.push(if c.fetch.spread {
+            s("mirrors: each node starts at the metal.server its identity picks (a stable hash of its DMI UUID, serial, machine id or MAC), then fails over to the others in order (metal.server-spread=1, metalroot's own)")
+        } else {
+            s("mirrors: tried in the order given (metal.server-spread=1 spreads a fleet over them)")
+        });
+    }
+    n.push(s("retries: exponential backoff with jitter (1-2 s, 2-4 s, … up to 15-30 s) until metal.fetch-timeout"));
+    n.push(match c.measure {
+        Measure::WhenSigned => format!("measure: a signature-checked image's SHA-256 is extended into TPM PCR {} when the node has a TPM 2.0 (metalroot's own; metal.tpm-pcr=N measures every image, metal.tpm-pcr=off none)", crate::kinds::DEFAULT_TPM_PCR),
+        Measure::Always(pcr) => format!("measure: the image's SHA-256 is extended into TPM PCR {pcr} when the node has a TPM 2.0 (metal.tpm-pcr={pcr})"),
+        Measure::Off => s("measure: off (metal.tpm-pcr=off)"),
     });
     n
 }

@@ -96,6 +96,10 @@ pub struct FetchOpts {
     /// Where this boot's image record is written.
     #[arg(long, default_value = IMAGE_RECORD)]
     pub record: PathBuf,
+    /// Start at the mirror a stable hash of the node's identity picks, then
+    /// the others in order (metal.server-spread).
+    #[arg(long)]
+    pub spread: bool,
 }
 
 impl Default for FetchOpts {
@@ -108,6 +112,7 @@ impl Default for FetchOpts {
             verify_key: None,
             keys_dir: PathBuf::from(KEYS_DIR),
             record: PathBuf::from(IMAGE_RECORD),
+            spread: false,
         }
     }
 }
@@ -125,6 +130,7 @@ impl FetchOpts {
         if self.record != Path::new(IMAGE_RECORD) {
             a.path("record", Some(&self.record));
         }
+        a.flag("spread", self.spread);
     }
 }
 
@@ -412,7 +418,11 @@ pub fn run(a: FetchArgs) -> Result<()> {
     let dest = destination(&a)?;
     let client = http::client(&a.opts.http)?;
     let deadline = Instant::now() + Duration::from_secs(a.opts.timeout);
-    let urls = a.src.urls(&sources);
+    let mut sources = sources;
+    let mut urls = a.src.urls(&sources);
+    if a.opts.spread && sources.len() > 1 {
+        spread(&mut sources, &mut urls);
+    }
 
     let expected = match (&a.opts.sha256, mode) {
         (_, Verify::None) => None,
@@ -484,6 +494,25 @@ pub fn run(a: FetchArgs) -> Result<()> {
         std::thread::sleep(wait);
     }
     Err(last_err).with_context(|| format!("could not fetch {} from any server", a.src.image))
+}
+
+/// metal.server-spread: the node starts at the mirror its identity picks,
+/// so a fleet spreads over the mirrors, and fails over to the others in
+/// their order.
+fn spread(sources: &mut [ImageSource], urls: &mut [String]) {
+    let Some((id, what)) = crate::sys::identity::node(Path::new("/")) else {
+        warn!("metal.server-spread: no DMI UUID, serial, machine id or MAC to go by; the mirrors are tried in order");
+        return;
+    };
+    let k = crate::sys::identity::start(&id, sources.len());
+    sources.rotate_left(k);
+    urls.rotate_left(k);
+    info!(
+        "mirrors: starting at {} ({} of {}, picked by this node's {what} {id}), then the others in order",
+        shown(&urls[0]),
+        k + 1,
+        urls.len()
+    );
 }
 
 /// This boot's record of the image, for the measure step and the real root.

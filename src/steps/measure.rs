@@ -21,6 +21,10 @@ pub struct MeasureArgs {
     /// The PCR extended with the image's SHA-256 (metal.tpm-pcr).
     #[arg(long, default_value_t = DEFAULT_TPM_PCR, value_parser = clap::value_parser!(u64).range(0..24))]
     pub pcr: u64,
+    /// Measure only an image whose signature was checked (the default: a
+    /// site that installed a trusted key opted in; metal.tpm-pcr=N clears it).
+    #[arg(long)]
+    pub when_signed: bool,
     /// The fetch's record of this boot's image.
     #[arg(long, default_value = IMAGE_RECORD)]
     pub record: PathBuf,
@@ -33,6 +37,7 @@ impl MeasureArgs {
     pub fn to_argv(&self) -> Vec<String> {
         let mut a = Argv::default();
         a.opt("pcr", self.pcr);
+        a.flag("when-signed", self.when_signed);
         if self.record != Path::new(IMAGE_RECORD) {
             a.path("record", Some(&self.record));
         }
@@ -51,6 +56,13 @@ pub fn run(a: MeasureArgs) -> Result<()> {
             a.record.display(),
             rec.sha256
         );
+    }
+    if a.when_signed && rec.signature.is_none() {
+        info!(
+            "the image was not signature-checked (metal.verify={}): not measured (metal.tpm-pcr=N measures every image)",
+            rec.verify
+        );
+        return Ok(());
     }
     if !Path::new(TPM_DEVICE).exists() {
         info!("no TPM 2.0 ({TPM_DEVICE} is missing): the image is not measured");
@@ -154,6 +166,7 @@ mod tests {
         use crate::cli::{Cli, Cmd};
         let a = MeasureArgs {
             pcr: 9,
+            when_signed: true,
             record: PathBuf::from(IMAGE_RECORD),
             event_log: PathBuf::from("/tmp/x.log"),
         };

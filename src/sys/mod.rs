@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod disks;
 pub mod hashed_copy;
 pub mod http;
+pub mod identity;
 pub mod image_record;
 pub mod log;
 pub mod loopdev;

@@ -5,21 +5,24 @@
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
 
-/// Exponential waits: `unit`·2^attempt, capped at `cap`, plus a per-node
-/// jitter under one `unit` so that a rack does not come back in step.
+/// Exponential waits with "equal jitter": round n waits between half and
+/// all of `unit`·2^n (capped at `cap`), the half drawn at random on each
+/// node, so that a rack that lost its server together does not come back
+/// to it in step (the same initrd gives every node the same PIDs and
+/// timings: only real randomness spreads them).
 pub struct Schedule {
     unit: Duration,
     cap: Duration,
 }
 
-/// Servers and targets: 2, 4, 8, 16, then 30 s.
+/// Servers and targets: 1-2, 2-4, 4-8, 8-16, then 15-30 s.
 pub const NETWORK: Schedule = Schedule {
     unit: Duration::from_secs(1),
     cap: Duration::from_secs(30),
 };
 
-/// A local device that is about to appear: 0.2, 0.4, then every 0.5 s, so a
-/// device is used within half a second of showing up.
+/// A local device that is about to appear: 0.1-0.2, 0.2-0.4, then every
+/// 0.25-0.5 s, so a device is used within half a second of showing up.
 pub const DEVICE: Schedule = Schedule {
     unit: Duration::from_millis(100),
     cap: Duration::from_millis(500),
@@ -28,11 +31,35 @@ pub const DEVICE: Schedule = Schedule {
 impl Schedule {
     /// The wait before round `attempt` (1, 2, …); never past `left`.
     pub fn wait(&self, attempt: u32, left: Duration) -> Duration {
-        let exp = self.unit.saturating_mul(1 << attempt.min(16));
-        let unit_ms = self.unit.as_millis().max(1) as u64;
-        let jitter = (u64::from(std::process::id()) + u64::from(attempt) * 7919) % unit_ms;
-        (exp.min(self.cap) + Duration::from_millis(jitter)).min(left)
+        self.wait_with(attempt, left, random())
     }
+
+    /// The wait with the random draw given: `r` picks a point in the upper
+    /// half of the round's exponential wait.
+    pub fn wait_with(&self, attempt: u32, left: Duration, r: u64) -> Duration {
+        let full = self.unit.saturating_mul(1 << attempt.min(16)).min(self.cap);
+        let half = full / 2;
+        let span_ms = (full - half).as_millis().max(1) as u64;
+        (half + Duration::from_millis(r % (span_ms + 1))).min(left)
+    }
+}
+
+/// 64 random bits from the kernel; the time and PID when /dev/urandom
+/// cannot be read (the jitter is a courtesy, not a secret).
+fn random() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from(nanos) ^ (u64::from(std::process::id()) << 32)
 }
 
 /// The network schedule's wait before round `attempt`.
@@ -69,19 +96,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn doubles_to_thirty_seconds_and_stops_at_the_deadline() {
-        let secs = |n| backoff(n, Duration::MAX).as_secs();
+    fn doubles_to_thirty_seconds_with_jitter_and_stops_at_the_deadline() {
+        let secs = |n, r| NETWORK.wait_with(n, Duration::MAX, r).as_millis();
+        // The lowest draw waits half the round, the highest all of it.
         assert_eq!(
-            [secs(1), secs(2), secs(3), secs(4), secs(5), secs(9)],
-            [2, 4, 8, 16, 30, 30]
+            [
+                secs(1, 0),
+                secs(2, 0),
+                secs(3, 0),
+                secs(4, 0),
+                secs(5, 0),
+                secs(9, 0)
+            ],
+            [1000, 2000, 4000, 8000, 15000, 15000]
         );
+        assert_eq!(secs(3, 4000), 8000);
+        assert_eq!(secs(9, 15000), 30000);
+        for _ in 0..100 {
+            let w = backoff(4, Duration::MAX);
+            assert!(
+                w >= Duration::from_secs(8) && w <= Duration::from_secs(16),
+                "{w:?}"
+            );
+        }
         assert_eq!(backoff(3, Duration::from_secs(1)), Duration::from_secs(1));
     }
 
+    /// Nodes that retry together spread out: 64 draws of one round take
+    /// many different waits, not one.
     #[test]
-    fn devices_are_polled_at_most_every_half_second_plus_jitter() {
-        let ms = |n| DEVICE.wait(n, Duration::MAX).as_millis() / 100;
-        assert_eq!([ms(1), ms(2), ms(3), ms(9)], [2, 4, 5, 5]);
+    fn jitter_spreads_a_rack() {
+        let waits: std::collections::BTreeSet<u128> = (0..64)
+            .map(|_| backoff(5, Duration::MAX).as_millis())
+            .collect();
+        assert!(waits.len() > 32, "{waits:?}");
+    }
+
+    #[test]
+    fn devices_are_polled_at_most_every_half_second() {
+        let ms = |n, r| DEVICE.wait_with(n, Duration::MAX, r).as_millis();
+        assert_eq!(
+            [ms(1, 0), ms(2, 0), ms(3, 0), ms(9, 0)],
+            [100, 200, 250, 250]
+        );
+        assert_eq!([ms(1, 100), ms(3, 250), ms(9, 251)], [200, 500, 250]);
     }
 
     #[test]
