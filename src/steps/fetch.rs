@@ -455,10 +455,14 @@ pub fn run(a: FetchArgs) -> Result<()> {
     }
 
     let mut last_err = anyhow!("no source tried");
-    let mut refusals = 0;
+    // Servers whose image (or signature) was refused: not asked again.
+    let mut refused_at = vec![false; urls.len()];
     let mut attempt: u32 = 0;
     'outer: while Instant::now() < deadline {
-        for (src, url) in sources.iter().zip(&urls) {
+        for (i, (src, url)) in sources.iter().zip(&urls).enumerate() {
+            if refused_at[i] {
+                continue;
+            }
             if Instant::now() >= deadline {
                 break 'outer;
             }
@@ -478,8 +482,8 @@ pub fn run(a: FetchArgs) -> Result<()> {
                     let refusal = e.downcast_ref::<Refused>().is_some();
                     last_err = e;
                     if refusal {
-                        refusals += 1;
-                        if refusals >= urls.len() {
+                        refused_at[i] = true;
+                        if refused_at.iter().all(|r| *r) {
                             break 'outer;
                         }
                     }
