@@ -323,19 +323,31 @@ mod tests {
         assert!(e.starts_with("metal.luks.key: reading"), "{e}");
     }
 
-    #[test]
-    fn the_image_answers_or_the_message_names_server_and_timeout() {
+    /// An HTTP server on 127.0.0.1 for `n` requests, each answered with
+    /// `answer(request)`'s status line and body; returns its URL.
+    fn serve(n: usize, answer: impl Fn(&str) -> (&'static str, String) + Send + 'static) -> String {
         use std::io::{Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let up = format!("http://{}/", l.local_addr().unwrap());
+        let url = format!("http://{}/", l.local_addr().unwrap());
         std::thread::spawn(move || {
-            for c in l.incoming().take(2) {
+            for c in l.incoming().take(n) {
                 let mut c = c.unwrap();
                 let mut buf = [0u8; 4096];
-                let _ = c.read(&mut buf);
-                let _ = write!(c, "HTTP/1.1 206 Partial Content\r\nContent-Length: 1\r\nConnection: close\r\n\r\nh");
+                let got = c.read(&mut buf).unwrap_or(0);
+                let (status, body) = answer(&String::from_utf8_lossy(&buf[..got]));
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
         });
+        url
+    }
+
+    #[test]
+    fn the_image_answers_or_the_message_names_server_and_timeout() {
+        let up = serve(2, |_| ("206 Partial Content", "h".into()));
         let opts = FetchOpts {
             timeout: 1,
             ..FetchOpts::default()
@@ -361,34 +373,12 @@ mod tests {
     /// worth a wipe; with a signature by that key it is.
     #[test]
     fn a_trusted_key_needs_the_signature_before_the_wipe() {
-        use std::io::{Read, Write};
-        let serve = |minisig: Option<&'static str>| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let url = format!("http://{}/", l.local_addr().unwrap());
-            std::thread::spawn(move || {
-                for c in l.incoming().take(2) {
-                    let mut c = c.unwrap();
-                    let mut buf = [0u8; 4096];
-                    let n = c.read(&mut buf).unwrap_or(0);
-                    let req = String::from_utf8_lossy(&buf[..n]);
-                    let _ = match (req.contains(".minisig"), minisig) {
-                        (true, Some(sig)) => write!(
-                            c,
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sig}",
-                            sig.len()
-                        ),
-                        (true, None) => write!(
-                            c,
-                            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        ),
-                        (false, _) => write!(
-                            c,
-                            "HTTP/1.1 206 Partial Content\r\nContent-Length: 1\r\nConnection: close\r\n\r\nh"
-                        ),
-                    };
-                }
-            });
-            url
+        let answer = |sig: Option<&'static str>| {
+            move |req: &str| match (req.contains(".minisig"), sig) {
+                (true, Some(sig)) => ("200 OK", sig.to_string()),
+                (true, None) => ("404 Not Found", String::new()),
+                (false, _) => ("206 Partial Content", "h".into()),
+            }
         };
         let keys = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -401,14 +391,17 @@ mod tests {
             keys_dir: keys.path().to_path_buf(),
             ..FetchOpts::default()
         };
-        let unsigned = serve(None);
+        let unsigned = serve(2, answer(None));
         let e = image(&src(&unsigned), &opts, false).unwrap();
         assert!(
             e.contains("the image answers, but no signature at")
                 && e.contains("squashfs.img.minisig"),
             "{e}"
         );
-        let signed = serve(Some(include_str!("../../tests/trust/image.bin.minisig")));
+        let signed = serve(
+            2,
+            answer(Some(include_str!("../../tests/trust/image.bin.minisig"))),
+        );
         assert_eq!(image(&src(&signed), &opts, false), None);
     }
 
