@@ -41,6 +41,10 @@ PACKAGES=(
     rpm reprepro
     # reading results
     jq tar
+    # signed images and measured boot (45-trust.sh): minisign signs on the
+    # host, swtpm is the guest's TPM, and tpm2-tools puts tpm2_pcrextend
+    # where the package-built dracut initrd takes it from
+    minisign swtpm swtpm-tools tpm2-tools
 )
 # Shipped by the `systemd` package on bookworm (252) and on
 # bookworm-backports (254); there is no separate systemd-cryptsetup package
