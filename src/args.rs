@@ -23,8 +23,16 @@ impl Argv {
         }
     }
     pub(crate) fn opt(&mut self, name: &str, v: impl Display) {
-        self.0.push(format!("--{name}"));
-        self.0.push(v.to_string());
+        let v = v.to_string();
+        if v.starts_with('-') {
+            // clap would read a separate "-1" as a flag: one word keeps it
+            // a value (rd.iscsi.target.name=-1 once made an argv that its
+            // own step could not parse).
+            self.0.push(format!("--{name}={v}"));
+        } else {
+            self.0.push(format!("--{name}"));
+            self.0.push(v);
+        }
     }
     pub(crate) fn opt_if<T: Display>(&mut self, name: &str, v: Option<T>) {
         if let Some(v) = v {
@@ -38,5 +46,34 @@ impl Argv {
     }
     pub(crate) fn path(&mut self, name: &str, p: Option<&Path>) {
         self.opt_if(name, p.map(Path::display));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Cmd};
+
+    /// A value that starts with '-' stays a value when the step reads its
+    /// argv back.
+    #[test]
+    fn a_value_like_a_flag_round_trips() {
+        let plan = crate::core::plan(None, "rd.iscsi.target.name=-1 metal.iscsi.discovery=0")
+            .unwrap()
+            .unwrap();
+        let mut logins = 0;
+        for st in &plan.steps {
+            let back = Cli::try_parse_ordered(&st.argv).map(|c| c.cmd);
+            assert!(back.is_ok(), "{:?}", st.argv);
+            if let Ok(Cmd::IscsiLogin(a)) = back {
+                assert!(
+                    st.argv.contains(&"--target=-1".to_string()),
+                    "{:?}",
+                    st.argv
+                );
+                assert_eq!(Cmd::IscsiLogin(a).to_argv(), st.argv);
+                logins += 1;
+            }
+        }
+        assert_eq!(logins, 1);
     }
 }
