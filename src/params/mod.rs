@@ -468,8 +468,18 @@ fn word(k: &str, v: Option<&str>) -> Result<String, ParamError> {
 
 fn iscsi_name(k: &str, v: Option<&str>) -> Result<String, ParamError> {
     let s = required(k, v)?;
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ParamError::new(k, s, "an iSCSI name holds no spaces"));
+    // RFC 3720 §3.2.6.2: iqn./eui./naa. names are letters, digits, '.',
+    // '-' and ':'. Anything else (a URL with a password pasted in the wrong
+    // parameter) is refused, never written into a unit.
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+    {
+        return Err(ParamError::new(
+            k,
+            &crate::redact::redact_url(s),
+            "an iSCSI name holds only letters, digits, '.', '-' and ':' (RFC 3720)",
+        ));
     }
     Ok(s.to_string())
 }
