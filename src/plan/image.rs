@@ -174,7 +174,7 @@ pub fn notes(c: &Config) -> Vec<String> {
             s("mirrors: tried in the order given (metal.server-spread=1 spreads a fleet over them)")
         });
     }
-    n.push(s("retries: exponential backoff with jitter (1-2 s, 2-4 s, … up to 15-30 s) until metal.fetch-timeout"));
+    n.push(s("retries: exponential backoff with jitter (1-2 s, 2-4 s, then up to 15-30 s) until metal.fetch-timeout"));
     n.push(match c.measure {
         Measure::WhenSigned => format!("measure: a signature-checked image's SHA-256 is extended into TPM PCR {} when the node has a TPM 2.0 (metalroot's own; metal.tpm-pcr=N measures every image, metal.tpm-pcr=off none)", crate::kinds::DEFAULT_TPM_PCR),
         Measure::Always(pcr) => format!("measure: the image's SHA-256 is extended into TPM PCR {pcr} when the node has a TPM 2.0 (metal.tpm-pcr={pcr})"),
