@@ -10,13 +10,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// minisign's key id as `minisign` prints it: the 8 bytes after the
-/// algorithm, read as a little-endian number, in 16 upper-case hex digits.
+/// algorithm, read as a little-endian number, in upper-case hex without
+/// leading zeros (its `%PRIX64`), so that the journal's id is the one in the
+/// `.pub` file's comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId([u8; 8]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+        write!(f, "{:X}", u64::from_le_bytes(self.0))
     }
 }
 
@@ -200,6 +202,14 @@ mod tests {
         // The bare base64 line (a credential) is the same key.
         let line = PUB.lines().nth(1).unwrap();
         assert_eq!(parse_key(line, "cred").unwrap().id, k.id);
+    }
+
+    /// 1 key in 16 has a leading zero, which minisign does not print
+    /// (seen in the clean-clone run: "minisign public key F6CA40EE5D3FFA0").
+    #[test]
+    fn key_ids_have_no_leading_zeros_as_minisign_prints_them() {
+        let id = KeyId(0x0F6C_A40E_E5D3_FFA0u64.to_le_bytes());
+        assert_eq!(id.to_string(), "F6CA40EE5D3FFA0");
     }
 
     #[test]

@@ -32,9 +32,10 @@ trust_keygen() {
     # -W: no password, so signing needs no terminal.
     minisign -G -W -p "$TRUST_PUB" -s "$TRUST_SEC" >"$dir/keygen.log" 2>&1 ||
         { cat "$dir/keygen.log" >&2; die "minisign -G failed"; }
-    # The key id as minisign prints it (16 uppercase hex digits), which is
-    # also how metalroot names the key in its journal lines.
-    TRUST_KEYID=$(sed -n 's/^untrusted comment: minisign public key \([0-9A-F]\{16\}\)$/\1/p' "$TRUST_PUB")
+    # The key id as minisign prints it (uppercase hex, no leading zeros:
+    # 1 key in 16 has 15 digits), which is also how metalroot names the key
+    # in its journal lines.
+    TRUST_KEYID=$(sed -n 's/^untrusted comment: minisign public key \([0-9A-F]\{1,16\}\)$/\1/p' "$TRUST_PUB")
     [[ -n "$TRUST_KEYID" ]] || die "no key id in $TRUST_PUB"
     log "minisign key $TRUST_KEYID"
 }
