@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Fetching the image (issue 5): resume after a cut, a corrupt image refused,
-# failover between servers, an image on a labelled USB stick, https. Most
+# failover between servers, an image on a labelled USB stick (signed, with
+# the key in the initrd), https. Most
 # boot to RAM (metal.ram=…) so no disk layout is built and the boots are
 # short; fetch-label runs seed 000's full disk path from the stick.
 
@@ -66,6 +67,11 @@ scenario_fetch_label() {
     cp "$ROOT_SQUASHFS" "$tree/images/squashfs.img"
     local sum
     sum=$(sha256sum "$tree/images/squashfs.img" | cut -d' ' -f1)
+    # Signed on the stick too (issue 17: the label source is checked like
+    # http), with the key in the initrd: the wipe's preflight and the fetch
+    # both read images/squashfs.img.minisig there.
+    trust_keygen
+    trust_sign "$tree/images/squashfs.img" "metaltest stick image"
     truncate -s 2G "$stick"
     mkfs.ext4 -q -F -L IMGUSB -d "$tree" "$stick"
     local before
@@ -75,10 +81,12 @@ scenario_fetch_label() {
     vm_add_scsi "$(vm_disk a 400G)" LABEL-A
     vm_add_scsi "$(vm_disk b 400G)" LABEL-B
     vm_add_usb "$stick" LABEL-USB
-    vm_boot --append "metal.server=file://images?LABEL=IMGUSB metal.sha256=$sum metal.aux-md-size=0 root=live:LABEL=SQFSRAID rd.live.overlay=LABEL=ROOTRAID metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25" || true
+    vm_boot --initrd "$(trust_initrd dracut)" --append "metal.server=file://images?LABEL=IMGUSB metal.sha256=$sum metal.aux-md-size=0 root=live:LABEL=SQFSRAID rd.live.overlay=LABEL=ROOTRAID metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25" || true
     assert_report
     assert_journal_contains "fetched file://images\?LABEL=IMGUSB"
     assert_journal_contains "sha256 verified: $sum"
+    assert_journal_contains "preflight: the image answers at file://images\?[^ ]*, signed by a trusted key"
+    assert_journal_contains "signature verified: key $TRUST_KEYID, trusted comment: metaltest stick image\$"
     assert_journal_contains "serial \"LABEL-USB\"\): skipped: USB device"
     assert_report_mount LiveOS_rootfs / overlay
     assert_eq "$(sha256sum "$stick" | cut -d' ' -f1)" "$before" "the USB stick is unchanged"
