@@ -149,13 +149,9 @@ pub fn measure(c: &Config, fetch_unit: Option<&str>, sysroot: bool) -> Option<St
     Some(st)
 }
 
-fn image_sources(c: &Config) -> usize {
-    Image::of(c).sources.len()
-}
-
 /// What `metalroot plan` says of the image's checks and its measurement,
 /// metalroot's own additions to a fetch.
-pub fn notes(c: &Config) -> Vec<String> {
+pub fn notes(c: &Config, image: &Image) -> Vec<String> {
     use crate::kinds::{Verify, KEYS_DIR};
     let key = match &c.fetch.verify_key {
         Some(k) => format!("{KEYS_DIR}/*.pub and the credential {k}"),
@@ -167,7 +163,7 @@ pub fn notes(c: &Config) -> Vec<String> {
         Some(Verify::Sha256) => s("verify: the image's sha256 only (metal.verify=sha256)"),
         Some(Verify::None) => s("verify: nothing (metal.verify=none)"),
     }];
-    if image_sources(c) > 1 {
+    if image.sources.len() > 1 {
         n.push(if c.fetch.spread {
             s("mirrors: each node starts at the metal.server its identity picks (a stable hash of its DMI UUID, serial, machine id or MAC), then fails over to the others in order (metal.server-spread=1, metalroot's own)")
         } else {

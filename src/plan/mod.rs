@@ -169,7 +169,7 @@ pub fn build(mut c: Config) -> Result<Plan, ParamError> {
     steps.extend(fetch);
     steps.extend(image::measure(&c, fetch_unit.as_deref(), sysroot));
     if fetch_unit.is_some() {
-        notes.extend(image::notes(&c));
+        notes.extend(image::notes(&c, &image));
     }
     if sysroot {
         steps.push(root::plan(

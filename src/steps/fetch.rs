@@ -307,8 +307,7 @@ struct Checks<'k> {
 }
 
 impl<'k> Checks<'k> {
-    /// The signature for one source, when signatures are checked: parsed and
-    /// matched to a trusted key before any byte of the image is fetched.
+    /// The signature for one source, when signatures are checked.
     fn signature(
         &self,
         url: &str,
@@ -317,21 +316,31 @@ impl<'k> Checks<'k> {
         if self.mode != Verify::Signature {
             return Ok(None);
         }
-        let sig_url = format!("{}.minisig", shown(url));
-        let Some(text) = text()? else {
-            return Err(refused(format!(
-                "no signature at {sig_url}: refused (metal.verify=signature)"
-            )));
-        };
-        Signed::parse(&text, self.keys)
-            .map(Some)
-            .map_err(|e| refused(format!("signature check failed for {}: {e:#}", shown(url))))
+        trusted_signature(self.keys, url, text).map(Some)
     }
 }
 
+/// The signature of the image at `url` (its text from `text`), parsed and
+/// matched to a trusted key before any byte of the image is fetched: the
+/// fetch's check, and the wipe's preflight's, which makes sure before
+/// anything is wiped that the image will not be refused for it.
+pub(crate) fn trusted_signature<'k>(
+    keys: &'k [TrustedKey],
+    url: &str,
+    text: impl FnOnce() -> Result<Option<String>>,
+) -> Result<Signed<'k>> {
+    let Some(text) = text()? else {
+        return Err(refused(format!(
+            "no signature at {}.minisig: refused (metal.verify=signature)",
+            shown(url)
+        )));
+    };
+    Signed::parse(&text, keys)
+        .map_err(|e| refused(format!("signature check failed for {}: {e:#}", shown(url))))
+}
+
 /// What the image is checked against, and the trusted keys: the fetch's
-/// and the wipe's preflight's (which checks the signature is there before
-/// anything is wiped).
+/// and the wipe's preflight's.
 pub(crate) fn trust_mode(o: &FetchOpts) -> Result<(Verify, Vec<TrustedKey>)> {
     let keys = trust::load_keys(&o.keys_dir, o.verify_key.as_deref())?;
     let mode = match o.verify {
@@ -348,29 +357,11 @@ pub(crate) fn trust_mode(o: &FetchOpts) -> Result<(Verify, Vec<TrustedKey>)> {
     Ok((mode, keys))
 }
 
-/// The preflight's check: the source has a signature by a trusted key (the
-/// image itself is checked only as it streams, after the wipe).
-pub(crate) fn signature_at(
-    client: &Client,
-    src: &ImageSource,
-    url: &str,
-    image: &str,
-    keys: &[TrustedKey],
-) -> Result<()> {
-    let text = match src {
-        ImageSource::Url(_) => http_signature(client, url)?,
-        ImageSource::Labelled { dir, label } => on_label(label, |mnt| {
-            label_signature(&mnt.join(dir).join(format!("{image}.minisig")))
-        })?,
-    };
-    let Some(text) = text else {
-        bail!("no signature at {}.minisig", shown(url));
-    };
-    Signed::parse(&text, keys).map(|_| ())
-}
-
-fn label_signature(p: &Path) -> Result<Option<String>> {
-    match fs::read_to_string(p) {
+/// The `.minisig` next to the image in `<mnt>/<dir>` on a labelled source:
+/// None when there is none.
+pub(crate) fn label_signature(mnt: &Path, dir: &str, image: &str) -> Result<Option<String>> {
+    let p = mnt.join(dir).join(format!("{image}.minisig"));
+    match fs::read_to_string(&p) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
@@ -379,7 +370,7 @@ fn label_signature(p: &Path) -> Result<Option<String>> {
 
 /// The `.minisig` next to an http(s) image: None when the server has none
 /// (404), an error when it cannot be asked (retried like the image).
-fn http_signature(client: &Client, url: &str) -> Result<Option<String>> {
+pub(crate) fn http_signature(client: &Client, url: &str) -> Result<Option<String>> {
     let sig = beside(url, ".minisig").with_context(|| format!("{} is not a URL", shown(url)))?;
     let r = client
         .get(&sig)
@@ -404,7 +395,7 @@ pub fn run(a: FetchArgs) -> Result<()> {
         }
         _ => {}
     }
-    let sources = a.src.resolve()?;
+    let mut sources = a.src.resolve()?;
     let (mode, keys) = trust_mode(&a.opts)?;
     match mode {
         Verify::Signature => info!("verify: signature (trusted keys: {})", trust::ids(&keys)),
@@ -418,7 +409,6 @@ pub fn run(a: FetchArgs) -> Result<()> {
     let dest = destination(&a)?;
     let client = http::client(&a.opts.http)?;
     let deadline = Instant::now() + Duration::from_secs(a.opts.timeout);
-    let mut sources = sources;
     let mut urls = a.src.urls(&sources);
     if a.opts.spread && sources.len() > 1 {
         spread(&mut sources, &mut urls);
@@ -678,10 +668,7 @@ fn unchanged_signed(
         if checks.sha256.as_ref().is_some_and(|want| *want != local) {
             return Ok(None);
         }
-        info!(
-            "signature verified: key {}, trusted comment: {}",
-            verdict.key_id, verdict.trusted_comment
-        );
+        info!("signature verified: {verdict}");
         let why = format!(
             "the signature by key {} verifies the local image",
             verdict.key_id
@@ -860,8 +847,7 @@ fn copy_from_label(
 ) -> Result<Fetched> {
     on_label(label, |mnt| {
         let file = mnt.join(dir).join(image);
-        let sig_file = mnt.join(dir).join(format!("{image}.minisig"));
-        let signed = checks.signature(src, || label_signature(&sig_file))?;
+        let signed = checks.signature(src, || label_signature(mnt, dir, image))?;
         let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let part = part_path(dest);
         let mut out =
@@ -899,10 +885,7 @@ fn finish(dest: &Path, f: Fetched, checks: &Checks) -> Result<Meta> {
     }
     let signature = match f.signature {
         Some(Ok(v)) => {
-            info!(
-                "signature verified: key {}, trusted comment: {}",
-                v.key_id, v.trusted_comment
-            );
+            info!("signature verified: {v}");
             Some(v)
         }
         Some(Err(e)) => {

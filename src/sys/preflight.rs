@@ -5,11 +5,15 @@
 
 use crate::kinds::ImageSource;
 use crate::kinds::Verify;
-use crate::steps::fetch::{on_label, sidecar, signature_at, trust_mode, FetchOpts, ImageArgs};
+use crate::steps::fetch::{
+    http_signature, label_signature, on_label, sidecar, trust_mode, trusted_signature, FetchOpts,
+    ImageArgs,
+};
 use crate::steps::layout::LayoutOpts;
 use crate::sys::disks::{for_arrays, Disk, ARRAY_MIN_BYTES};
 use crate::sys::http;
 use crate::sys::retry::backoff;
+use crate::sys::trust::TrustedKey;
 use reqwest::header::RANGE;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -141,12 +145,7 @@ pub fn image(src: &ImageArgs, opts: &FetchOpts, retry: bool) -> Option<String> {
         let mut why = Vec::new();
         for (s, url) in sources.iter().zip(&urls) {
             let shown = crate::redact::redact_secret_url(url);
-            let answer = answers(&client, s, url, &src.image).and_then(|()| match &keys {
-                Some(keys) => signature_at(&client, s, url, &src.image, keys)
-                    .map_err(|e| format!("the image answers, but {e:#}")),
-                None => Ok(()),
-            });
-            match answer {
+            match answers(&client, s, url, &src.image, keys.as_deref()) {
                 Ok(()) => {
                     info!(
                         "preflight: the image answers at {shown}{}",
@@ -194,13 +193,21 @@ pub fn image(src: &ImageArgs, opts: &FetchOpts, retry: bool) -> Option<String> {
 }
 
 /// One source's answer: the first byte of the image over http(s), or the
-/// file on the labelled filesystem.
+/// file on the labelled filesystem; with trusted `keys`, also a signature by
+/// one of them next to it (read in the same mount).
 fn answers(
     client: &reqwest::blocking::Client,
     s: &ImageSource,
     url: &str,
     image: &str,
+    keys: Option<&[TrustedKey]>,
 ) -> Result<(), String> {
+    let signed = |text: &dyn Fn() -> anyhow::Result<Option<String>>| match keys {
+        Some(keys) => trusted_signature(keys, url, text)
+            .map(|_| ())
+            .map_err(|e| format!("the image answers, but {e:#}")),
+        None => Ok(()),
+    };
     match s {
         ImageSource::Url(_) => {
             let r = client
@@ -208,21 +215,18 @@ fn answers(
                 .header(RANGE, "bytes=0-0")
                 .send()
                 .map_err(|e| e.without_url().to_string())?;
-            if r.status().is_success() {
-                Ok(())
-            } else {
-                Err(r.status().to_string())
+            if !r.status().is_success() {
+                return Err(r.status().to_string());
             }
+            signed(&|| http_signature(client, url))
         }
         ImageSource::Labelled { dir, label } => on_label(label, |mnt| {
-            let f = mnt.join(dir).join(image);
-            if f.is_file() {
-                Ok(())
-            } else {
+            if !mnt.join(dir).join(image).is_file() {
                 anyhow::bail!("no {dir}/{image} on LABEL={label}")
             }
+            Ok(signed(&|| label_signature(mnt, dir, image)))
         })
-        .map_err(|e| format!("{e:#}")),
+        .map_err(|e| format!("{e:#}"))?,
     }
 }
 

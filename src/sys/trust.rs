@@ -110,6 +110,17 @@ pub struct Verdict {
     pub trusted_comment: String,
 }
 
+/// As the journal names a signer: `key <id>, trusted comment: <comment>`.
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "key {}, trusted comment: {}",
+            self.key_id, self.trusted_comment
+        )
+    }
+}
+
 impl<'k> Signed<'k> {
     /// Parses `<image>.minisig` text and finds its key among `keys`. Refuses
     /// a legacy (not prehashed) signature: it cannot be checked while the
