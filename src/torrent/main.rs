@@ -1,0 +1,406 @@
+//! `metalroot-torrent`: the swarm part of `metal.torrent=`, on librqbit.
+//!
+//! `fetch` downloads a single-file torrent into a directory from the peers
+//! it is given (and the site's tracker, if the .torrent names one) until it
+//! is complete or makes no progress for `--stall` seconds, then writes a
+//! JSON state file naming the byte ranges it does not have. metalroot's
+//! fetch step fills those from the HTTP mirrors and verifies the whole image
+//! with its own SHA-256 / signature: BitTorrent v1's SHA-1 piece hashes only
+//! tell which pieces arrived intact.
+//!
+//! `seed` offers a complete file to the fleet for a bounded time (the real
+//! root's metalroot-seed.service).
+//!
+//! Both: no DHT, no local service discovery, no UPnP; peers (incoming and
+//! outgoing) only from the `--allow` CIDR list; upload rate-limited.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+use librqbit::api::{Api, TorrentIdOrHash};
+use librqbit::limits::LimitsConfig;
+use librqbit::{
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerOptions, ManagedTorrent, Session,
+    SessionOptions,
+};
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type ManagedTorrentHandle = Arc<ManagedTorrent>;
+
+#[derive(Parser)]
+#[command(name = "metalroot-torrent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Download a torrent's one file from the swarm (metalroot fetch runs it).
+    Fetch(FetchArgs),
+    /// Offer a complete file to the swarm for a bounded time.
+    Seed(SeedArgs),
+}
+
+/// What both subcommands share: the torrent, the peers and the limits.
+#[derive(Args)]
+struct Swarm {
+    /// The .torrent (metainfo) file.
+    #[arg(long)]
+    torrent: PathBuf,
+    /// A peer to connect to (ip:port); repeatable (metal.torrent-peers).
+    #[arg(long = "peer")]
+    peers: Vec<SocketAddr>,
+    /// Peers are only these networks, both ways (metal.torrent-allow);
+    /// repeatable. Nothing is allowed without one.
+    #[arg(long = "allow", required = true)]
+    allow: Vec<IpNet>,
+    /// Address and port to accept peers on (metal.torrent-port).
+    #[arg(long, default_value = "0.0.0.0:6881")]
+    listen: SocketAddr,
+    /// Upload limit in bytes per second (metal.torrent-upload); 0: none.
+    #[arg(long, default_value_t = 25 << 20)]
+    upload_limit: u32,
+    /// The torrent's info hash (hex) when it came from a magnet link: the
+    /// metainfo must match it.
+    #[arg(long)]
+    info_hash: Option<String>,
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    #[command(flatten)]
+    swarm: Swarm,
+    /// Directory the file is written to (under its name in the torrent).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Stop when no byte arrived for this many seconds (metal.torrent-timeout).
+    #[arg(long, default_value_t = 20)]
+    stall: u64,
+    /// Where the outcome is written (JSON: the file, what is missing).
+    #[arg(long)]
+    state: PathBuf,
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    #[command(flatten)]
+    swarm: Swarm,
+    /// The complete file (any name; it is offered under the torrent's).
+    #[arg(long)]
+    file: PathBuf,
+    /// Seed for this many seconds, then exit (metal.torrent-seed).
+    #[arg(long = "for", default_value_t = 600)]
+    seconds: u64,
+}
+
+/// The fetch's outcome, for metalroot.
+#[derive(Serialize)]
+struct State {
+    /// The file as written (`--dir` joined with the torrent's name).
+    file: PathBuf,
+    length: u64,
+    piece_length: u32,
+    complete: bool,
+    /// Byte ranges (offset, length) not downloaded or not intact.
+    missing: Vec<(u64, u64)>,
+    downloaded: u64,
+    uploaded: u64,
+    seconds: f64,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("torrent: error: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let r = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Fetch(a) => fetch(a).await,
+            Cmd::Seed(a) => seed(a).await,
+        }
+    });
+    if let Err(e) = r {
+        eprintln!("torrent: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// CIDRs as the P2P range list librqbit's allowlist reads.
+fn p2p_ranges(nets: &[IpNet]) -> String {
+    nets.iter()
+        .enumerate()
+        .map(|(i, n)| format!("allow{i}:{}-{}\n", n.network(), n.broadcast()))
+        .collect()
+}
+
+fn allowed(nets: &[IpNet], ip: IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// A session with nothing public: no DHT, no LSD, no UPnP; the allowlist
+/// filters incoming and outgoing peers before the handshake.
+async fn session(s: &Swarm, dir: &Path) -> Result<Arc<Session>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let list = dir.join(".allow.p2p");
+    std::fs::write(&list, p2p_ranges(&s.allow))
+        .with_context(|| format!("writing {}", list.display()))?;
+    let opts = SessionOptions {
+        dht: None,
+        disable_local_service_discovery: true,
+        listen: Some(ListenerOptions {
+            listen_addr: s.listen,
+            enable_upnp_port_forwarding: false,
+            ..Default::default()
+        }),
+        ratelimits: limits(s.upload_limit),
+        allowlist_url: Some(format!("file://{}", list.display())),
+        ..Default::default()
+    };
+    Session::new_with_opts(dir.to_path_buf(), opts)
+        .await
+        .context("starting the BitTorrent session")
+}
+
+fn limits(upload: u32) -> LimitsConfig {
+    LimitsConfig {
+        upload_bps: NonZeroU32::new(upload),
+        download_bps: None,
+    }
+}
+
+/// The peers that are allowed, with a note for each that is not.
+fn peers(s: &Swarm) -> Vec<SocketAddr> {
+    s.peers
+        .iter()
+        .filter(|p| {
+            let ok = allowed(&s.allow, p.ip());
+            if !ok {
+                eprintln!("torrent: peer {p} is outside the allowed networks; not used");
+            }
+            ok
+        })
+        .copied()
+        .collect()
+}
+
+fn read_torrent(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+}
+
+async fn add(
+    session: &Arc<Session>,
+    s: &Swarm,
+    bytes: Vec<u8>,
+    dir: &Path,
+) -> Result<(usize, ManagedTorrentHandle)> {
+    let opts = AddTorrentOptions {
+        initial_peers: Some(peers(s)),
+        overwrite: true,
+        output_folder: Some(dir.display().to_string()),
+        ratelimits: limits(s.upload_limit),
+        ..Default::default()
+    };
+    let r = session
+        .add_torrent(AddTorrent::from_bytes(bytes), Some(opts))
+        .await
+        .context("adding the torrent")?;
+    let (id, h) = match r {
+        AddTorrentResponse::Added(id, h) | AddTorrentResponse::AlreadyManaged(id, h) => (id, h),
+        AddTorrentResponse::ListOnly(_) => bail!("the torrent was only listed"),
+    };
+    if let Some(want) = &s.info_hash {
+        let got = h.info_hash().as_string();
+        if !got.eq_ignore_ascii_case(want) {
+            bail!("the metainfo's info hash is {got}, the magnet link's {want}");
+        }
+    }
+    let files = h.with_metadata(|m| m.file_infos.len())?;
+    if files != 1 {
+        bail!("the torrent holds {files} files; an image torrent holds one");
+    }
+    Ok((id, h))
+}
+
+fn file_of(h: &ManagedTorrentHandle, dir: &Path) -> Result<PathBuf> {
+    let rel = h.with_metadata(|m| m.file_infos[0].relative_filename.clone())?;
+    Ok(dir.join(rel))
+}
+
+async fn fetch(a: FetchArgs) -> Result<()> {
+    let start = Instant::now();
+    let session = session(&a.swarm, &a.dir).await?;
+    let (id, h) = add(&session, &a.swarm, read_torrent(&a.swarm.torrent)?, &a.dir).await?;
+    let file = file_of(&h, &a.dir)?;
+    eprintln!(
+        "torrent: fetching {} ({} peers given, listening on {})",
+        file.display(),
+        a.swarm.peers.len(),
+        a.swarm.listen
+    );
+    let stall = Duration::from_secs(a.stall);
+    let (mut last_bytes, mut last_change, mut last_log) = (0u64, Instant::now(), Instant::now());
+    let complete = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let st = h.stats();
+        if let Some(e) = &st.error {
+            eprintln!("torrent: the engine stopped: {e}");
+            break false;
+        }
+        if st.finished {
+            break true;
+        }
+        if st.progress_bytes != last_bytes {
+            last_bytes = st.progress_bytes;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= stall {
+            eprintln!(
+                "torrent: no piece for {} s (metal.torrent-timeout); stopping at {} of {} bytes",
+                a.stall, st.progress_bytes, st.total_bytes
+            );
+            break false;
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            last_log = Instant::now();
+            eprintln!("torrent: {st}");
+        }
+    };
+    let st = h.stats();
+    let (haves, pieces) = Api::new(session.clone(), None)
+        .api_dump_haves(TorrentIdOrHash::Id(id))
+        .map_err(|e| anyhow::anyhow!("reading the pieces it has: {e}"))?;
+    let lengths = h.with_metadata(|m| *m.info.lengths())?;
+    let mut missing: Vec<(u64, u64)> = Vec::new();
+    for i in 0..pieces {
+        if haves.get(i as usize).is_some_and(|b| *b) {
+            continue;
+        }
+        let Some(p) = lengths.validate_piece_index(i) else {
+            continue;
+        };
+        let (off, len) = (lengths.piece_offset(p), u64::from(lengths.piece_length(p)));
+        match missing.last_mut() {
+            Some(last) if last.0 + last.1 == off => last.1 += len,
+            _ => missing.push((off, len)),
+        }
+    }
+    session.stop().await;
+    let state = State {
+        file,
+        length: lengths.total_length(),
+        piece_length: lengths.default_piece_length(),
+        complete: complete && missing.is_empty(),
+        missing,
+        downloaded: st.progress_bytes,
+        uploaded: st.uploaded_bytes,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_vec_pretty(&state).context("encoding the state")?;
+    std::fs::write(&a.state, json).with_context(|| format!("writing {}", a.state.display()))?;
+    eprintln!(
+        "torrent: {} of {} bytes from the swarm in {:.1} s, {} uploaded to peers",
+        st.progress_bytes, state.length, state.seconds, st.uploaded_bytes
+    );
+    Ok(())
+}
+
+async fn seed(a: SeedArgs) -> Result<()> {
+    let bytes = read_torrent(&a.swarm.torrent)?;
+    // The file is offered under the torrent's name: a directory of its own
+    // holds a link by that name.
+    let dir = std::env::temp_dir().join(format!("metalroot-seed-{}", std::process::id()));
+    let session = session(&a.swarm, &dir).await?;
+    let name = {
+        let probe = session
+            .add_torrent(
+                AddTorrent::from_bytes(bytes.clone()),
+                Some(AddTorrentOptions {
+                    list_only: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .context("reading the torrent")?;
+        match probe {
+            AddTorrentResponse::ListOnly(l) => l
+                .info
+                .name()
+                .map(|n| n.into_owned())
+                .context("the torrent has no name")?,
+            _ => bail!("the torrent was added when it was only to be listed"),
+        }
+    };
+    if name.contains('/') || name == ".." {
+        bail!("the torrent's name {name:?} is not a plain file name");
+    }
+    let file =
+        std::fs::canonicalize(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
+    let link = dir.join(&name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&file, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), file.display()))?;
+    eprintln!(
+        "torrent: checking {} before seeding it for {} s on {}",
+        file.display(),
+        a.seconds,
+        a.swarm.listen
+    );
+    let (_, h) = add(&session, &a.swarm, bytes, &dir).await?;
+    let until = Instant::now() + Duration::from_secs(a.seconds);
+    let mut last_log = Instant::now();
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let st = h.stats();
+        if let Some(e) = &st.error {
+            bail!("the engine stopped: {e}");
+        }
+        if last_log.elapsed() >= Duration::from_secs(30) {
+            last_log = Instant::now();
+            eprintln!(
+                "torrent: seeding: {st}, {} bytes uploaded",
+                st.uploaded_bytes
+            );
+        }
+    }
+    let st = h.stats();
+    eprintln!(
+        "torrent: seeded for {} s, {} bytes uploaded; stopping",
+        a.seconds, st.uploaded_bytes
+    );
+    session.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_become_p2p_ranges() {
+        let nets: Vec<IpNet> = vec![
+            "192.168.77.0/24".parse().unwrap(),
+            "10.0.2.2/32".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+        ];
+        assert_eq!(
+            p2p_ranges(&nets),
+            "allow0:192.168.77.0-192.168.77.255\nallow1:10.0.2.2-10.0.2.2\nallow2:fd00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\n"
+        );
+        assert!(allowed(&nets, "192.168.77.12".parse().unwrap()));
+        assert!(!allowed(&nets, "192.168.78.1".parse().unwrap()));
+    }
+}
