@@ -156,6 +156,28 @@ fn secret_value(k: &str, v: Option<&str>) -> Result<String, ParamError> {
     }
 }
 
+/// Bytes per second: a number with an optional K, M or G (powers of 1024).
+fn rate(k: &str, v: Option<&str>) -> Result<u64, ParamError> {
+    let s = required(k, v)?;
+    let (n, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&b| b > 0 && b <= u64::from(u32::MAX))
+        .ok_or_else(|| {
+            ParamError::new(
+                k,
+                s,
+                "expected bytes per second, with an optional K, M or G (at most 4G)",
+            )
+        })
+}
+
 fn text(k: &str, v: Option<&str>) -> Result<String, ParamError> {
     let s = required(k, v)?;
     if s.chars().any(|c| c.is_control()) {
@@ -500,6 +522,58 @@ pub static PARAMS: &[Param] = &[
         &["metal.server-spread"],
         Always,
         Bool(|c| &mut c.fetch.spread),
+    ),
+    p(&["metal.torrent"], Always, |p, k, v| {
+        let s = text(k, v)?;
+        crate::sys::swarm::metainfo(&s).map_err(|e| ParamError::new(k, &s, e))?;
+        p.c.fetch.torrent.torrent = Some(s);
+        Ok(())
+    }),
+    list(
+        &["metal.torrent-peers"],
+        Always,
+        |c| c.fetch.torrent.peers.clear(),
+        |p, k, v| {
+            for one in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
+                let a = one.parse().map_err(|_| {
+                    ParamError::new(k, one, "expected ip:port (an IPv6 address in brackets)")
+                })?;
+                p.c.fetch.torrent.peers.push(a);
+            }
+            Ok(())
+        },
+    ),
+    list(
+        &["metal.torrent-allow"],
+        Always,
+        |c| c.fetch.torrent.allow.clear(),
+        |p, k, v| {
+            for one in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
+                let n: ipnet::IpNet = one.parse().map_err(|_| {
+                    ParamError::new(k, one, "expected a network in CIDR form, e.g. 10.1.0.0/16")
+                })?;
+                p.c.fetch.torrent.allow.push(n.to_string());
+            }
+            Ok(())
+        },
+    ),
+    p(&["metal.torrent-port"], Always, |p, k, v| {
+        p.c.fetch.torrent.torrent_port = number(k, v, 1, 65535)? as u16;
+        Ok(())
+    }),
+    p(&["metal.torrent-upload"], Always, |p, k, v| {
+        p.c.fetch.torrent.torrent_upload = rate(k, v)?;
+        Ok(())
+    }),
+    row(
+        &["metal.torrent-timeout"],
+        Always,
+        Number((1, 3600), |c| &mut c.fetch.torrent.torrent_timeout),
+    ),
+    row(
+        &["metal.torrent-seed"],
+        Always,
+        Number((0, 7 * 86400), |c| &mut c.fetch.torrent.torrent_seed),
     ),
     p(&["metal.verify"], Always, |p, k, v| {
         let m = choice(k, v, "expected signature, sha256 or none")?;

@@ -16,6 +16,7 @@ pub fn plan(c: &Config, paves: bool, iscsi: bool, sysroot: bool) -> Vec<Step> {
             metal_arrays: paves,
             iscsi,
             multipath: c.multipath,
+            seed: c.fetch.torrent.torrent.is_some() && c.fetch.torrent.torrent_seed > 0,
         }),
     );
     st.wants.push(s("initrd-root-fs.target"));

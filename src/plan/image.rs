@@ -170,6 +170,15 @@ pub fn notes(c: &Config, image: &Image) -> Vec<String> {
             s("mirrors: tried in the order given (metal.server-spread=1 spreads a fleet over them)")
         });
     }
+    if let Some(t) = &c.fetch.torrent.torrent {
+        let o = &c.fetch.torrent;
+        n.push(format!("torrent: peers share the image ({t}; metal.torrent, metalroot's own): {} peers given, peers only from {}, upload at most {} MiB/s, no DHT or local discovery; pieces the swarm does not deliver within {} s come from the mirrors by range request, and the whole image is verified as above", o.peers.len(), o.allowed().join(" "), o.torrent_upload >> 20, o.torrent_timeout));
+        n.push(if o.torrent_seed > 0 {
+            format!("torrent: the booted system seeds the image for {} s (metalroot-seed.service under /run; metal.torrent-seed=0 turns it off)", o.torrent_seed)
+        } else {
+            s("torrent: the booted system does not seed (metal.torrent-seed=0)")
+        });
+    }
     n.push(s("retries: exponential backoff with jitter (1-2 s, 2-4 s, then up to 15-30 s) until metal.fetch-timeout"));
     n.push(match c.measure {
         Measure::WhenSigned => format!("measure: a signature-checked image's SHA-256 is extended into TPM PCR {} when the node has a TPM 2.0 (metalroot's own; metal.tpm-pcr=N measures every image, metal.tpm-pcr=off none)", crate::kinds::DEFAULT_TPM_PCR),

@@ -12,6 +12,7 @@ use crate::sys::hashed_copy::Hashes;
 use crate::sys::http::HttpOpts;
 use crate::sys::image_record::ImageRecord;
 use crate::sys::retry::backoff;
+use crate::sys::swarm::{self, TorrentOpts};
 use crate::sys::trust::{self, Signed, TrustedKey, Verdict};
 use crate::sys::{hashed_copy, http, mounts, notify};
 use anyhow::{anyhow, bail, Context, Result};
@@ -100,6 +101,9 @@ pub struct FetchOpts {
     /// the others in order (metal.server-spread).
     #[arg(long)]
     pub spread: bool,
+    /// metal.torrent: peers share the image; the mirrors fill the rest.
+    #[command(flatten)]
+    pub torrent: TorrentOpts,
 }
 
 impl Default for FetchOpts {
@@ -113,6 +117,7 @@ impl Default for FetchOpts {
             keys_dir: PathBuf::from(KEYS_DIR),
             record: PathBuf::from(IMAGE_RECORD),
             spread: false,
+            torrent: TorrentOpts::default(),
         }
     }
 }
@@ -131,6 +136,7 @@ impl FetchOpts {
             a.path("record", Some(&self.record));
         }
         a.flag("spread", self.spread);
+        self.torrent.push(a);
     }
 }
 
@@ -441,7 +447,22 @@ pub fn run(a: FetchArgs) -> Result<()> {
             dest.display(),
             done
         );
-        return record(&a.opts.record, &dest, &meta, mode, false);
+        record(&a.opts.record, &dest, &meta, mode, false)?;
+        // The metainfo an earlier boot kept beside the image, if any.
+        if a.opts.torrent.torrent.is_some() {
+            swarm::write_seed_unit(&a.opts.torrent, &dest)?;
+        }
+        return Ok(());
+    }
+
+    if a.opts.torrent.torrent.is_some() {
+        match by_torrent(&client, &a.opts.torrent, &dest, &sources, &urls, &checks) {
+            Ok((meta, from)) => {
+                record_from(&a.opts.record, &dest, &meta, mode, Some(from))?;
+                return swarm::write_seed_unit(&a.opts.torrent, &dest);
+            }
+            Err(e) => warn!("torrent: {e:#}; fetching the image from the mirrors instead"),
+        }
     }
 
     let mut last_err = anyhow!("no source tried");
@@ -466,7 +487,15 @@ pub fn run(a: FetchArgs) -> Result<()> {
                     .and_then(|signed| download(&client, url, &dest, signed.as_ref())),
             };
             match r.and_then(|m| finish(&dest, m, &checks)) {
-                Ok(meta) => return record(&a.opts.record, &dest, &meta, mode, true),
+                Ok(meta) => {
+                    record(&a.opts.record, &dest, &meta, mode, true)?;
+                    // The metainfo came although the swarm did not: the
+                    // node can still seed what it booted.
+                    if a.opts.torrent.torrent.is_some() {
+                        swarm::write_seed_unit(&a.opts.torrent, &dest)?;
+                    }
+                    return Ok(());
+                }
                 Err(e) => {
                     warn!("fetch from {} failed: {e:#}", shown(url));
                     let refusal = e.downcast_ref::<Refused>().is_some();
@@ -511,6 +540,33 @@ fn spread(sources: &mut [ImageSource], urls: &mut [String]) {
 
 /// This boot's record of the image, for the measure step and the real root.
 fn record(path: &Path, dest: &Path, m: &Meta, mode: Verify, fetched: bool) -> Result<()> {
+    if !fetched {
+        return ImageRecord {
+            fetched: false,
+            ..image_record(dest, m, mode)
+        }
+        .write(path);
+    }
+    record_from(path, dest, m, mode, None)
+}
+
+/// The record of an image fetched in this boot; `from`: how much came from
+/// the swarm.
+fn record_from(
+    path: &Path,
+    dest: &Path,
+    m: &Meta,
+    mode: Verify,
+    from: Option<swarm::Sources>,
+) -> Result<()> {
+    ImageRecord {
+        torrent: from,
+        ..image_record(dest, m, mode)
+    }
+    .write(path)
+}
+
+fn image_record(dest: &Path, m: &Meta, mode: Verify) -> ImageRecord {
     ImageRecord {
         url: shown(&m.url),
         path: dest.display().to_string(),
@@ -518,10 +574,61 @@ fn record(path: &Path, dest: &Path, m: &Meta, mode: Verify, fetched: bool) -> Re
         size: m.size,
         verify: mode.to_string(),
         signature: m.signature.clone(),
-        fetched,
+        fetched: true,
         measured: None,
+        torrent: None,
     }
-    .write(path)
+}
+
+/// metal.torrent: the image from the swarm, what it lacks from the HTTP
+/// mirrors by range request, then the same checks as an HTTP fetch. Any
+/// failure (no helper, no metainfo, a dead swarm, a refused image) leaves
+/// the ordinary fetch from the mirrors to the caller.
+fn by_torrent(
+    client: &Client,
+    o: &TorrentOpts,
+    dest: &Path,
+    sources: &[ImageSource],
+    urls: &[String],
+    checks: &Checks,
+) -> Result<(Meta, swarm::Sources)> {
+    let mirrors: Vec<String> = sources
+        .iter()
+        .zip(urls)
+        .filter(|(s, _)| matches!(s, ImageSource::Url(_)))
+        .map(|(_, u)| u.clone())
+        .collect();
+    // The signature comes from the mirrors, before the swarm is joined.
+    let mut signed = None;
+    if checks.mode == Verify::Signature {
+        let mut last = anyhow!("no http(s) mirror for the image's signature");
+        for u in &mirrors {
+            match checks.signature(u, || http_signature(client, u)) {
+                Ok(s) => {
+                    signed = s;
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        if signed.is_none() {
+            return Err(last);
+        }
+    }
+    let part = part_path(dest);
+    let _ = fs::remove_file(meta_path(&part));
+    let from = swarm::fetch(client, o, &mirrors, dest, &part)?;
+    let mut h = hashes(signed.as_ref())?;
+    h.feed_file(&part)?;
+    let meta = Meta {
+        url: format!("torrent {}", o.torrent.as_deref().unwrap_or_default()),
+        size: fs::metadata(&part)
+            .with_context(|| format!("reading {}", part.display()))?
+            .len(),
+        ..Meta::default()
+    };
+    let meta = finish(dest, fetched(meta, h, signed.as_ref()), checks)?;
+    Ok((meta, from))
 }
 
 fn destination(a: &FetchArgs) -> Result<PathBuf> {

@@ -24,6 +24,10 @@ pub struct HandoverArgs {
     /// Carry multipath over: multipath.conf and multipathd in the root.
     #[arg(long)]
     pub multipath: bool,
+    /// Enable the seeding unit the fetch wrote (metal.torrent-seed) for the
+    /// booted system; it lives in /run, not in the root.
+    #[arg(long)]
+    pub seed: bool,
 }
 
 impl HandoverArgs {
@@ -34,6 +38,7 @@ impl HandoverArgs {
         a.flag("metal-arrays", self.metal_arrays);
         a.flag("iscsi", self.iscsi);
         a.flag("multipath", self.multipath);
+        a.flag("seed", self.seed);
         a.0
     }
 }
@@ -141,6 +146,39 @@ pub fn run(a: HandoverArgs) -> Result<()> {
         copy_in(root, "etc/multipath.conf")?;
         enable(root, "multipathd.service");
     }
+    if a.seed {
+        enable_seed(
+            Path::new(crate::sys::swarm::SEED_UNIT),
+            Path::new("/run/systemd/system"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The booted system's seeding unit goes to /run/systemd/system, which the
+/// real root's systemd reads after switch-root, with a multi-user.target
+/// wants link: it seeds in this boot only and leaves nothing in the root.
+fn enable_seed(unit: &Path, units_dir: &Path) -> Result<()> {
+    if !unit.exists() {
+        info!(
+            "no {}: the image did not come with a torrent, nothing to seed",
+            unit.display()
+        );
+        return Ok(());
+    }
+    let name = "metalroot-seed.service";
+    let wants = units_dir.join("multi-user.target.wants");
+    fs::create_dir_all(&wants).with_context(|| format!("creating {}", wants.display()))?;
+    fs::copy(unit, units_dir.join(name))
+        .with_context(|| format!("copying {} to {}", unit.display(), units_dir.display()))?;
+    let link = wants.join(name);
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("../{name}"), &link)
+        .with_context(|| format!("linking {}", link.display()))?;
+    info!(
+        "enabled {name} for the booted system (in {})",
+        units_dir.display()
+    );
     Ok(())
 }
 
@@ -323,6 +361,22 @@ fn enable(root: &Path, unit: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seeding_unit_is_enabled_under_run_only_when_written() {
+        let d = tempfile::tempdir().unwrap();
+        let unit = d.path().join("metalroot-seed.service");
+        let units = d.path().join("system");
+        enable_seed(&unit, &units).unwrap();
+        assert!(!units.exists());
+        fs::write(&unit, "[Service]\n").unwrap();
+        enable_seed(&unit, &units).unwrap();
+        assert!(units.join("metalroot-seed.service").exists());
+        assert_eq!(
+            fs::read_link(units.join("multi-user.target.wants/metalroot-seed.service")).unwrap(),
+            Path::new("../metalroot-seed.service")
+        );
+    }
 
     #[test]
     fn read_only_sysroot_is_seen_in_mountinfo() {

@@ -36,6 +36,23 @@ pub fn run(argv: &[&str]) -> Result<String> {
     Ok(stdout)
 }
 
+/// Runs a long tool whose own progress lines belong in the journal (its
+/// stdout and stderr are the step's); fails with the command and status.
+pub fn run_logged(argv: &[String]) -> Result<()> {
+    let (prog, args) = argv.split_first().context("empty command")?;
+    tracing::info!("running: {}", argv.join(" "));
+    let status = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("NOTIFY_SOCKET")
+        .status()
+        .with_context(|| format!("cannot start `{}`", argv.join(" ")))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", argv.join(" "));
+    }
+    Ok(())
+}
+
 /// Like `run` with owned strings.
 pub fn run_s(argv: &[String]) -> Result<String> {
     let v: Vec<&str> = argv.iter().map(String::as_str).collect();

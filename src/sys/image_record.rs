@@ -24,6 +24,9 @@ pub struct ImageRecord {
     pub fetched: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured: Option<Measured>,
+    /// metal.torrent: the bytes from the swarm and from the mirrors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torrent: Option<crate::sys::swarm::Sources>,
 }
 
 /// Where the image's SHA-256 was extended into the TPM.

@@ -17,5 +17,6 @@ pub mod preflight;
 pub mod private;
 pub mod retry;
 pub mod secrets;
+pub mod swarm;
 pub mod trust;
 pub mod udev;

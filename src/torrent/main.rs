@@ -116,6 +116,13 @@ struct State {
 
 fn main() {
     let cli = Cli::parse();
+    if let Ok(f) = std::env::var("METALROOT_TORRENT_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -186,15 +193,15 @@ fn limits(upload: u32) -> LimitsConfig {
 fn peers(s: &Swarm) -> Vec<SocketAddr> {
     s.peers
         .iter()
-        .filter(|p| {
-            let ok = allowed(&s.allow, p.ip());
-            if !ok {
-                eprintln!("torrent: peer {p} is outside the allowed networks; not used");
-            }
-            ok
-        })
+        .filter(|p| allowed(&s.allow, p.ip()))
         .copied()
         .collect()
+}
+
+fn note_refused_peers(s: &Swarm) {
+    for p in s.peers.iter().filter(|p| !allowed(&s.allow, p.ip())) {
+        eprintln!("torrent: peer {p} is outside the allowed networks; not used");
+    }
 }
 
 fn read_torrent(p: &Path) -> Result<Vec<u8>> {
@@ -212,6 +219,15 @@ async fn add(
         overwrite: true,
         output_folder: Some(dir.display().to_string()),
         ratelimits: limits(s.upload_limit),
+        // Nodes that start together have nothing for each other at first:
+        // librqbit's 10 s read timeout (with keep-alives every 120 s) would
+        // drop those links and redial them only after 10 s, then 60 s.
+        peer_opts: Some(librqbit::PeerConnectionOptions {
+            connect_timeout: Some(Duration::from_secs(3)),
+            read_write_timeout: Some(Duration::from_secs(30)),
+            keep_alive_interval: Some(Duration::from_secs(5)),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let r = session
@@ -240,16 +256,130 @@ fn file_of(h: &ManagedTorrentHandle, dir: &Path) -> Result<PathBuf> {
     Ok(dir.join(rel))
 }
 
+/// Waits (at most `window`) until every given peer accepts connections.
+/// Nodes of a fleet start together: a peer that is not listening yet when
+/// librqbit first dials it is retried only after 10 s, then 60 s. Our own
+/// listener is up before this, so a peer that starts later dials us.
+async fn rendezvous(peers: &[SocketAddr], window: Duration) {
+    let until = Instant::now() + window;
+    let mut waiting: Vec<SocketAddr> = peers.to_vec();
+    while !waiting.is_empty() && Instant::now() < until {
+        let mut still = Vec::new();
+        for p in waiting {
+            let c = tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(p),
+            )
+            .await;
+            if !matches!(c, Ok(Ok(_))) {
+                still.push(p);
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    // The others add the torrent right after their own wait: a dial that
+    // lands before that is refused (unknown info hash) and backs off 10 s.
+    if waiting.len() < peers.len() {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    if !waiting.is_empty() {
+        let w: Vec<String> = waiting.iter().map(|p| p.to_string()).collect();
+        eprintln!(
+            "torrent: not answering yet: {} (they connect to us when they start)",
+            w.join(" ")
+        );
+    }
+}
+
+/// librqbit asks for pieces in file order, so nodes that start together
+/// all want the same piece from the seed at the same time and have nothing
+/// to trade. A stream's look-ahead window (32 MiB) has priority, so each
+/// node moves one over the file in a random order of windows: nodes hold
+/// different pieces and fetch them from each other (what rarest-first does
+/// in other clients).
+struct Window<S> {
+    stream: S,
+    pos: u64,
+    len: u64,
+}
+
+/// librqbit's look-ahead per stream (PER_STREAM_BUF_DEFAULT).
+const WINDOW: u64 = 32 << 20;
+
+fn random_below(n: u64) -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    let r = u64::from_le_bytes(b) ^ u64::from(std::process::id());
+    if n > 0 {
+        r % n
+    } else {
+        0
+    }
+}
+
+impl<S: tokio::io::AsyncSeek + Unpin> Window<S> {
+    async fn seek(&mut self) {
+        use tokio::io::AsyncSeekExt;
+        let _ = self.stream.seek(std::io::SeekFrom::Start(self.pos)).await;
+    }
+
+    fn windows(&self) -> u64 {
+        self.len.div_ceil(WINDOW)
+    }
+
+    /// Whether every piece of window `w` is here.
+    fn done(&self, w: u64, piece: u64, have: &impl Fn(u32) -> bool) -> bool {
+        let start = w * WINDOW;
+        let end = (start + WINDOW).min(self.len);
+        (start / piece..end.div_ceil(piece)).all(|i| have(i as u32))
+    }
+
+    /// Once every piece of the window is here, a random unfinished one.
+    async fn advance(&mut self, piece: u64, have: impl Fn(u32) -> bool) {
+        if !self.done(self.pos / WINDOW, piece, &have) {
+            return;
+        }
+        let open: Vec<u64> = (0..self.windows())
+            .filter(|w| !self.done(*w, piece, &have))
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        self.pos = open[random_below(open.len() as u64) as usize] * WINDOW;
+        self.seek().await;
+    }
+}
+
 async fn fetch(a: FetchArgs) -> Result<()> {
     let start = Instant::now();
     let session = session(&a.swarm, &a.dir).await?;
+    rendezvous(&peers(&a.swarm), Duration::from_secs(a.stall.min(5))).await;
+    note_refused_peers(&a.swarm);
     let (id, h) = add(&session, &a.swarm, read_torrent(&a.swarm.torrent)?, &a.dir).await?;
     let file = file_of(&h, &a.dir)?;
+    let api = Api::new(session.clone(), None);
+    let lengths = h.with_metadata(|m| *m.info.lengths())?;
+    let mut window = Window {
+        stream: h
+            .clone()
+            .stream(0)
+            .await
+            .context("opening the file's stream")?,
+        pos: random_below(lengths.total_length().div_ceil(WINDOW)) * WINDOW,
+        len: lengths.total_length(),
+    };
+    window.seek().await;
+    let piece = u64::from(lengths.default_piece_length());
     eprintln!(
-        "torrent: fetching {} ({} peers given, listening on {})",
+        "torrent: fetching {} ({} peers given, listening on {}), from byte {} on",
         file.display(),
         a.swarm.peers.len(),
-        a.swarm.listen
+        a.swarm.listen,
+        window.pos
     );
     let stall = Duration::from_secs(a.stall);
     let (mut last_bytes, mut last_change, mut last_log) = (0u64, Instant::now(), Instant::now());
@@ -263,6 +393,11 @@ async fn fetch(a: FetchArgs) -> Result<()> {
         if st.finished {
             break true;
         }
+        if let Ok((haves, _)) = api.api_dump_haves(TorrentIdOrHash::Id(id)) {
+            window
+                .advance(piece, |i| haves.get(i as usize).is_some_and(|b| *b))
+                .await;
+        }
         if st.progress_bytes != last_bytes {
             last_bytes = st.progress_bytes;
             last_change = Instant::now();
@@ -275,14 +410,20 @@ async fn fetch(a: FetchArgs) -> Result<()> {
         }
         if last_log.elapsed() >= Duration::from_secs(5) {
             last_log = Instant::now();
-            eprintln!("torrent: {st}");
+            let peers = st.live.as_ref().map(|l| {
+                let p = &l.snapshot.peer_stats;
+                format!(
+                    "peers: {} live ({} seeding), {} connecting, {} dead",
+                    p.live, p.live_seeders, p.connecting, p.dead
+                )
+            });
+            eprintln!("torrent: {st}; {}", peers.unwrap_or_default());
         }
     };
     let st = h.stats();
-    let (haves, pieces) = Api::new(session.clone(), None)
+    let (haves, pieces) = api
         .api_dump_haves(TorrentIdOrHash::Id(id))
         .map_err(|e| anyhow::anyhow!("reading the pieces it has: {e}"))?;
-    let lengths = h.with_metadata(|m| *m.info.lengths())?;
     let mut missing: Vec<(u64, u64)> = Vec::new();
     for i in 0..pieces {
         if haves.get(i as usize).is_some_and(|b| *b) {
