@@ -412,8 +412,9 @@ fleet_torrent_bin() {
 
 # fleet_seed_start TORRENT FILE [ARGS...]: `metalroot-torrent seed` on
 # 127.0.0.1:FLEET_SEED_PORT (the first free port from 16881), the guests'
-# 10.0.2.2:FLEET_SEED_PORT; ARGS as --upload-limit BYTES_PER_SEC. Its output
-# goes to $RUN_DIR/seed/seed.log.
+# 10.0.2.2:FLEET_SEED_PORT, peers allowed from 127.0.0.1; ARGS as
+# --upload-limit BYTES_PER_SEC --for SECS. Its output goes to
+# $RUN_DIR/seed/seed.log.
 fleet_seed_start() {
     local torrent=$1 file=$2 bin dir=$RUN_DIR/seed
     shift 2
@@ -421,8 +422,12 @@ fleet_seed_start() {
     bin=$(fleet_torrent_bin)
     mkdir -p "$dir"
     FLEET_SEED_PORT=$(fleet_free_port $((16881 + BASHPID % 1000)))
-    echo "$bin seed --torrent $torrent --file $file --listen 127.0.0.1:$FLEET_SEED_PORT $*" >"$dir/cmd"
-    "$bin" seed --torrent "$torrent" --file "$file" --listen "127.0.0.1:$FLEET_SEED_PORT" "$@" \
+    # --allow 127.0.0.1/32: QEMU's user network connects to the host from
+    # 127.0.0.1, so every guest's connection comes from there (the seed
+    # cannot reach the guests itself: they are behind the user network).
+    echo "$bin seed --torrent $torrent --file $file --listen 127.0.0.1:$FLEET_SEED_PORT --allow 127.0.0.1/32 $*" >"$dir/cmd"
+    "$bin" seed --torrent "$torrent" --file "$file" --listen "127.0.0.1:$FLEET_SEED_PORT" \
+        --allow 127.0.0.1/32 "$@" \
         </dev/null >>"$dir/seed.log" 2>&1 9>&- &
     _FLEET_SEED_PID=$!
     wait_port "$FLEET_SEED_PORT" 20 ||

@@ -36,7 +36,8 @@ scenario_fleet_three_nodes() {
     size=$(stat -c %s "$img")
     log "image: $size bytes, sha256 $sum, $(basename "$torrent") $(stat -c %s "$torrent") bytes"
     fleet_origin_start "$img" "$img.sha256" "$torrent"
-    fleet_seed_start "$torrent" "$img" --upload-limit "$FLEET_SEED_LIMIT"
+    # --for: longer than the boots may take (stopped at the end anyway).
+    fleet_seed_start "$torrent" "$img" --upload-limit "$FLEET_SEED_LIMIT" --for $((900 * VM_TIMEOUT_SCALE))
 
     local origin=$FLEET_ORIGIN_URL
     local append="metal.server=$origin metal.server=http://10.0.2.2:$HTTP_PORT/ metal.ram=overlay"
