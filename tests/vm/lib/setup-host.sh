@@ -45,6 +45,8 @@ PACKAGES=(
     # host, swtpm is the guest's TPM, and tpm2-tools puts tpm2_pcrextend
     # where the package-built dracut initrd takes it from
     minisign swtpm swtpm-tools tpm2-tools
+    # the fleet scenario's .torrent (47-fleet.sh, issue 18)
+    mktorrent
 )
 # Shipped by the `systemd` package on bookworm (252) and on
 # bookworm-backports (254); there is no separate systemd-cryptsetup package

@@ -13,6 +13,8 @@
 #   vm_add_virtio FILE SERIAL            virtio-blk        (/dev/vdX)
 #   vm_add_qemu_args ARG...              anything else (e.g. -smbios, -acpitable)
 #   VM_NETDEV_EXTRA=",hostname=node1"    more options of the user network
+#   VM_NIC_EXTRA=",mac=52:54:00:12:35:11"  more options of its NIC (the
+#                                        user network's virtio-net-pci)
 #   vm_detach_disks                      start over with no data disks
 #   vm_boot [--initrd dracut|mkosi|FILE] [--append "ARGS"] [--timeout SECS]
 #           [--mem MiB] [--pxe IPXE_SCRIPT]
@@ -52,6 +54,7 @@ RESULTS_DISK_SIZE=256M
 
 vm_reset() {
     VM_NETDEV_EXTRA=
+    VM_NIC_EXTRA=
     VM_DISK_ARGS=()
     VM_EXTRA_ARGS=()
     VM_HAVE_SCSI=
@@ -219,7 +222,7 @@ vm_boot() {
         "${boot[@]}"
         -drive "if=none,id=results,file=$rimg,format=raw,cache=unsafe"
         -device virtio-blk-pci,drive=results,serial=results
-        -netdev "$netdev" -device virtio-net-pci,netdev=n0
+        -netdev "$netdev" -device "virtio-net-pci,netdev=n0${VM_NIC_EXTRA:-}"
         -device virtio-rng-pci
         "${VM_DISK_ARGS[@]}" "${VM_EXTRA_ARGS[@]}"
     )
