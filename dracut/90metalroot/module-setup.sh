@@ -13,6 +13,9 @@
 #   /etc/metalroot.conf                                if the host has one
 #   /etc/metalroot/keys/*.pub                          trusted image keys, if any
 #   tpm2_pcrextend and its device TCTI                 if the host has tpm2-tools
+#   /usr/bin/metalroot-torrent                         with metalroot_torrent=yes
+#                                                      (metal.torrent's swarm, ~6 MB;
+#                                                      in a dracut.conf.d file)
 #   the storage, network-storage and filesystem tools the steps run
 #   the kernel modules those steps need
 #
@@ -118,6 +121,15 @@ install() {
     fi
 
     [[ -f "$dracutsysrootdir/etc/metalroot.conf" ]] && inst_simple /etc/metalroot.conf
+    # metal.torrent's swarm helper: larger than metalroot itself, so only
+    # in the initrds of a site that asks for it.
+    if [[ ${metalroot_torrent:-} == yes ]]; then
+        if [[ ! -x "$dracutsysrootdir/usr/bin/metalroot-torrent" ]]; then
+            derror "metalroot: metalroot_torrent=yes but no /usr/bin/metalroot-torrent; install the metalroot package"
+            return 1
+        fi
+        inst_binary /usr/bin/metalroot-torrent
+    fi
     # Trusted image keys (metal.verify): a key here makes the fetch refuse
     # any image without a valid signature by one of them.
     local key

@@ -532,13 +532,13 @@ pub static PARAMS: &[Param] = &[
     list(
         &["metal.torrent-peers"],
         Always,
-        |c| c.fetch.torrent.peers.clear(),
+        |c| c.fetch.torrent.torrent_peers.clear(),
         |p, k, v| {
             for one in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
                 let a = one.parse().map_err(|_| {
                     ParamError::new(k, one, "expected ip:port (an IPv6 address in brackets)")
                 })?;
-                p.c.fetch.torrent.peers.push(a);
+                p.c.fetch.torrent.torrent_peers.push(a);
             }
             Ok(())
         },
@@ -546,13 +546,13 @@ pub static PARAMS: &[Param] = &[
     list(
         &["metal.torrent-allow"],
         Always,
-        |c| c.fetch.torrent.allow.clear(),
+        |c| c.fetch.torrent.torrent_allow.clear(),
         |p, k, v| {
             for one in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
                 let n: ipnet::IpNet = one.parse().map_err(|_| {
                     ParamError::new(k, one, "expected a network in CIDR form, e.g. 10.1.0.0/16")
                 })?;
-                p.c.fetch.torrent.allow.push(n.to_string());
+                p.c.fetch.torrent.torrent_allow.push(n.to_string());
             }
             Ok(())
         },

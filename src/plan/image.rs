@@ -172,7 +172,7 @@ pub fn notes(c: &Config, image: &Image) -> Vec<String> {
     }
     if let Some(t) = &c.fetch.torrent.torrent {
         let o = &c.fetch.torrent;
-        n.push(format!("torrent: peers share the image ({t}; metal.torrent, metalroot's own): {} peers given, peers only from {}, upload at most {} MiB/s, no DHT or local discovery; pieces the swarm does not deliver within {} s come from the mirrors by range request, and the whole image is verified as above", o.peers.len(), o.allowed().join(" "), o.torrent_upload >> 20, o.torrent_timeout));
+        n.push(format!("torrent: peers share the image ({t}; metal.torrent, metalroot's own): {} peers given, peers only from {}, upload at most {} MiB/s, no DHT or local discovery; pieces the swarm does not deliver within {} s come from the mirrors by range request, and the whole image is verified as above", o.torrent_peers.len(), o.allowed().join(" "), o.torrent_upload >> 20, o.torrent_timeout));
         n.push(if o.torrent_seed > 0 {
             format!("torrent: the booted system seeds the image for {} s (metalroot-seed.service under /run; metal.torrent-seed=0 turns it off)", o.torrent_seed)
         } else {

@@ -44,11 +44,11 @@ pub struct TorrentOpts {
     pub torrent: Option<String>,
     /// A peer (ip:port); repeatable (metal.torrent-peers).
     #[arg(long = "torrent-peer")]
-    pub peers: Vec<SocketAddr>,
+    pub torrent_peers: Vec<SocketAddr>,
     /// Networks peers may be in (CIDR); repeatable (metal.torrent-allow).
     /// None given: the private ranges.
     #[arg(long = "torrent-allow")]
-    pub allow: Vec<String>,
+    pub torrent_allow: Vec<String>,
     /// Port to accept peers on (metal.torrent-port).
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub torrent_port: u16,
@@ -72,8 +72,8 @@ impl Default for TorrentOpts {
     fn default() -> Self {
         TorrentOpts {
             torrent: None,
-            peers: Vec::new(),
-            allow: Vec::new(),
+            torrent_peers: Vec::new(),
+            torrent_allow: Vec::new(),
             torrent_port: DEFAULT_PORT,
             torrent_upload: DEFAULT_UPLOAD,
             torrent_timeout: DEFAULT_TIMEOUT,
@@ -89,7 +89,7 @@ impl TorrentOpts {
     pub(crate) fn push(&self, a: &mut Argv) {
         let Some(t) = &self.torrent else { return };
         a.opt("torrent", t);
-        for p in &self.peers {
+        for p in &self.torrent_peers {
             a.opt("torrent-peer", p);
         }
         for n in self.allowed() {
@@ -105,10 +105,10 @@ impl TorrentOpts {
     }
 
     pub fn allowed(&self) -> Vec<String> {
-        if self.allow.is_empty() {
+        if self.torrent_allow.is_empty() {
             DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect()
         } else {
-            self.allow.clone()
+            self.torrent_allow.clone()
         }
     }
 }
@@ -215,7 +215,7 @@ pub fn fetch(
     a.path("torrent", Some(&meta));
     a.path("dir", Some(&dir));
     a.path("state", Some(&state));
-    for p in &o.peers {
+    for p in &o.torrent_peers {
         a.opt("peer", p);
     }
     for n in o.allowed() {
@@ -228,7 +228,7 @@ pub fn fetch(
     info!(
         "torrent: joining the swarm for {} ({} peers given)",
         m.url,
-        o.peers.len()
+        o.torrent_peers.len()
     );
     cmd::run_logged(&a.0)?;
     let s: State = serde_json::from_slice(
@@ -370,7 +370,7 @@ fn seed_unit(o: &TorrentOpts, image: &Path) -> String {
     a.0.push("seed".into());
     a.path("torrent", Some(&metainfo_path(image)));
     a.path("file", Some(image));
-    for p in &o.peers {
+    for p in &o.torrent_peers {
         a.opt("peer", p);
     }
     for n in &allow {
@@ -436,7 +436,7 @@ mod tests {
     fn the_seed_unit_is_bounded_and_fenced() {
         let o = TorrentOpts {
             torrent: Some("http://h/img.torrent".into()),
-            allow: vec!["192.168.77.0/24".into()],
+            torrent_allow: vec!["192.168.77.0/24".into()],
             ..Default::default()
         };
         let u = seed_unit(&o, Path::new("/run/initramfs/live/LiveOS/squashfs.img"));

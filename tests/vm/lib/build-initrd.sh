@@ -112,7 +112,9 @@ build_dracut() {
     # No host config: the test initrd must not depend on /etc/dracut.conf.d
     # of whoever runs it. Not compressed: see plain_cpio.
     mkdir -p "$CACHE/empty"
-    env METALTEST_CA="$CA" METALTEST_TREE="$ADDON/tree" \
+    # metalroot_torrent=yes: the swarm helper for fleet-three-nodes, as a
+    # site's dracut.conf.d would set it.
+    env METALTEST_CA="$CA" METALTEST_TREE="$ADDON/tree" metalroot_torrent=yes \
         dracut --force --conf /dev/null --confdir "$CACHE/empty" \
         --kver "$KVER" --no-hostonly --no-hostonly-cmdline --no-early-microcode \
         --no-compress -m "$(echo $DRACUT_MODULES)" --add "metalroot metaltest" \
