@@ -313,18 +313,14 @@ EOF
 }
 
 fleet_origin_stop() {
-    local pid=$_FLEET_ORIGIN_PID i
+    local pid=$_FLEET_ORIGIN_PID
     [[ -n "$pid" ]] || return 0
-    _FLEET_ORIGIN_PID=
     # Ours only: the pid file and command line still say it is.
-    [[ "$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" == *"$FLEET_ORIGIN_DIR/nginx.conf"* ]] || return 0
-    kill -QUIT "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    if [[ "$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" != *"$FLEET_ORIGIN_DIR/nginx.conf"* ]]; then
+        _FLEET_ORIGIN_PID=
+        return 0
+    fi
+    _stop_pid _FLEET_ORIGIN_PID QUIT 100
     echo "stopped $(date +%T.%N | cut -c1-12)" >>"$FLEET_ORIGIN_DIR/stopped"
     log "fleet: origin nginx stopped"
 }

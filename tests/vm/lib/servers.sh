@@ -204,12 +204,13 @@ servers_start() {
     log "servers up: http :$HTTP_PORT, https :$HTTPS_PORT, faults :$FAULT_PORT, iscsi :$ISCSI_PORT (www $WWW)"
 }
 
-# _stop_pid VAR: TERM the process whose pid is in VAR, KILL it after 5 s.
+# _stop_pid VAR [SIGNAL [TENTHS]]: send SIGNAL (TERM) to the process whose
+# pid is in VAR, KILL it after TENTHS tenths of a second (50).
 _stop_pid() {
-    local var=$1 pid=${!1} i
+    local var=$1 pid=${!1} sig=${2:-TERM} tenths=${3:-50} i
     [[ -n "$pid" ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < tenths; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
