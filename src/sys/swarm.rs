@@ -28,6 +28,10 @@ pub const HELPER: &str = "/usr/bin/metalroot-torrent";
 pub const SEED_UNIT: &str = "/run/metalroot/metalroot-seed.service";
 /// The helper's copy that the real root runs (it need not have the package).
 pub const SEED_HELPER: &str = "/run/metalroot/bin/metalroot-torrent";
+/// The initrd's CA bundle, for the seeder: librqbit will not start without
+/// one (it builds a TLS client for trackers), and the real root may have none.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const SEED_CA: &str = "/run/metalroot/ca-certificates.crt";
 pub const DEFAULT_PORT: u16 = 6881;
 pub const DEFAULT_UPLOAD: u64 = 25 << 20;
 pub const DEFAULT_TIMEOUT: u64 = 20;
@@ -354,7 +358,16 @@ pub fn write_seed_unit(o: &TorrentOpts, image: &Path) -> Result<()> {
     }
     fs::copy(&o.torrent_helper, helper)
         .with_context(|| format!("copying {} to {SEED_HELPER}", o.torrent_helper.display()))?;
-    write_file(Path::new(SEED_UNIT), seed_unit(o, image).as_bytes())?;
+    let ca = match fs::copy(CA_BUNDLE, SEED_CA) {
+        Ok(_) => Some(Path::new(SEED_CA)),
+        Err(e) => {
+            info!(
+                "torrent: no CA bundle for the seeder ({CA_BUNDLE}: {e}); it uses the real root's"
+            );
+            None
+        }
+    };
+    write_file(Path::new(SEED_UNIT), seed_unit(o, image, ca).as_bytes())?;
     info!(
         "torrent: the booted system seeds {} for {} s (metal.torrent-seed)",
         image.display(),
@@ -363,7 +376,7 @@ pub fn write_seed_unit(o: &TorrentOpts, image: &Path) -> Result<()> {
     Ok(())
 }
 
-fn seed_unit(o: &TorrentOpts, image: &Path) -> String {
+fn seed_unit(o: &TorrentOpts, image: &Path, ca: Option<&Path>) -> String {
     let allow = o.allowed();
     let mut a = Argv::default();
     a.0.push(SEED_HELPER.into());
@@ -390,6 +403,7 @@ fn seed_unit(o: &TorrentOpts, image: &Path) -> String {
          \n\
          [Service]\n\
          Type=exec\n\
+         {env}\
          ExecStart={exec}\n\
          RuntimeMaxSec={max}\n\
          Nice=10\n\
@@ -399,6 +413,9 @@ fn seed_unit(o: &TorrentOpts, image: &Path) -> String {
         secs = o.torrent_seed,
         image = image.display(),
         exec = a.0.join(" "),
+        env = ca
+            .map(|c| format!("Environment=SSL_CERT_FILE={}\n", c.display()))
+            .unwrap_or_default(),
         max = o.torrent_seed + 60,
         allow = allow.join(" "),
     )
@@ -439,7 +456,14 @@ mod tests {
             torrent_allow: vec!["192.168.77.0/24".into()],
             ..Default::default()
         };
-        let u = seed_unit(&o, Path::new("/run/initramfs/live/LiveOS/squashfs.img"));
+        let u = seed_unit(
+            &o,
+            Path::new("/run/initramfs/live/LiveOS/squashfs.img"),
+            Some(Path::new(SEED_CA)),
+        );
+        assert!(
+            u.contains("Environment=SSL_CERT_FILE=/run/metalroot/ca-certificates.crt\nExecStart=")
+        );
         assert!(u.contains("ExecStart=/run/metalroot/bin/metalroot-torrent seed --torrent /run/initramfs/live/LiveOS/squashfs.img.torrent --file /run/initramfs/live/LiveOS/squashfs.img --allow 192.168.77.0/24 --listen [::]:6881 --upload-limit 26214400 --for 600\n"));
         assert!(u.contains("RuntimeMaxSec=660\n"));
         assert!(u.contains("IPAddressDeny=any\nIPAddressAllow=192.168.77.0/24 localhost\n"));
