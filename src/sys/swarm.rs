@@ -234,12 +234,22 @@ pub fn fetch(
         m.url,
         o.torrent_peers.len()
     );
-    cmd::run_logged(&a.0)?;
-    let s: State = serde_json::from_slice(
-        &fs::read(&state).with_context(|| format!("reading {}", state.display()))?,
-    )
-    .with_context(|| format!("parsing {}", state.display()))?;
+    // Whatever happens, no half image is left beside the one the mirrors
+    // send next (in RAM with metal.ram, it would hold the memory twice).
+    let outcome = cmd::run_logged(&a.0).and_then(|()| {
+        serde_json::from_slice::<State>(
+            &fs::read(&state).with_context(|| format!("reading {}", state.display()))?,
+        )
+        .with_context(|| format!("parsing {}", state.display()))
+    });
     let _ = fs::remove_file(&state);
+    let s = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     if s.downloaded == 0 {
         let _ = fs::remove_dir_all(&dir);
         bail!(
