@@ -208,13 +208,54 @@ fn read_torrent(p: &Path) -> Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
 }
 
+/// The host of a tracker's URL (`udp://h:6969/announce`, `http://[::1]/a`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
+}
+
+/// The .torrent's trackers may be used only when each resolves inside the
+/// allowed networks: a torrent made with a public tracker in it must not
+/// announce the fleet there.
+async fn trackers_allowed(bytes: &[u8], allow: &[IpNet]) -> Result<bool> {
+    let t = librqbit::torrent_from_bytes(bytes).context("reading the .torrent")?;
+    for raw in t.iter_announce() {
+        let url = String::from_utf8_lossy(raw.as_ref()).into_owned();
+        let Some(host) = url_host(&url) else {
+            eprintln!("torrent: tracker {url:?} is not a URL; trackers not used");
+            return Ok(false);
+        };
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, 0)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                eprintln!("torrent: tracker {url}: {e}; trackers not used");
+                return Ok(false);
+            }
+        };
+        if addrs.is_empty() || !addrs.iter().all(|a| allowed(allow, a.ip())) {
+            eprintln!(
+                "torrent: tracker {url} is outside the allowed networks (metal.torrent-allow); trackers not used"
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 async fn add(
     session: &Arc<Session>,
     s: &Swarm,
     bytes: Vec<u8>,
     dir: &Path,
 ) -> Result<(usize, ManagedTorrentHandle)> {
+    let disable_trackers = !trackers_allowed(&bytes, &s.allow).await?;
     let opts = AddTorrentOptions {
+        disable_trackers,
         initial_peers: Some(peers(s)),
         overwrite: true,
         output_folder: Some(dir.display().to_string()),
@@ -543,5 +584,17 @@ mod tests {
         );
         assert!(allowed(&nets, "192.168.77.12".parse().unwrap()));
         assert!(!allowed(&nets, "192.168.78.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn tracker_hosts() {
+        assert_eq!(url_host("udp://10.1.0.5:6969/announce"), Some("10.1.0.5"));
+        assert_eq!(
+            url_host("http://tracker.example/announce?x=1"),
+            Some("tracker.example")
+        );
+        assert_eq!(url_host("http://[fd00::5]:80/a"), Some("fd00::5"));
+        assert_eq!(url_host("http://u:p@h:1/a"), Some("h"));
+        assert_eq!(url_host("nonsense"), None);
     }
 }
