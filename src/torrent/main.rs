@@ -24,11 +24,14 @@ use librqbit::{
     SessionOptions,
 };
 use serde::Serialize;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod net;
+use net::{allowed, p2p_ranges, url_host};
 
 type ManagedTorrentHandle = Arc<ManagedTorrent>;
 
@@ -146,18 +149,6 @@ fn main() {
     }
 }
 
-/// CIDRs as the P2P range list librqbit's allowlist reads.
-fn p2p_ranges(nets: &[IpNet]) -> String {
-    nets.iter()
-        .enumerate()
-        .map(|(i, n)| format!("allow{i}:{}-{}\n", n.network(), n.broadcast()))
-        .collect()
-}
-
-fn allowed(nets: &[IpNet], ip: IpAddr) -> bool {
-    nets.iter().any(|n| n.contains(&ip))
-}
-
 /// A session with nothing public: no DHT, no LSD, no UPnP; the allowlist
 /// filters incoming and outgoing peers before the handshake.
 async fn session(s: &Swarm, dir: &Path) -> Result<Arc<Session>> {
@@ -206,17 +197,6 @@ fn note_refused_peers(s: &Swarm) {
 
 fn read_torrent(p: &Path) -> Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
-}
-
-/// The host of a tracker's URL (`udp://h:6969/announce`, `http://[::1]/a`).
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split_once(']').map(|(h, _)| h);
-    }
-    Some(authority.split(':').next().unwrap_or(authority))
 }
 
 /// The .torrent's trackers may be used only when each resolves inside the
@@ -565,36 +545,4 @@ async fn seed(a: SeedArgs) -> Result<()> {
     session.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidrs_become_p2p_ranges() {
-        let nets: Vec<IpNet> = vec![
-            "192.168.77.0/24".parse().unwrap(),
-            "10.0.2.2/32".parse().unwrap(),
-            "fd00::/8".parse().unwrap(),
-        ];
-        assert_eq!(
-            p2p_ranges(&nets),
-            "allow0:192.168.77.0-192.168.77.255\nallow1:10.0.2.2-10.0.2.2\nallow2:fd00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\n"
-        );
-        assert!(allowed(&nets, "192.168.77.12".parse().unwrap()));
-        assert!(!allowed(&nets, "192.168.78.1".parse().unwrap()));
-    }
-
-    #[test]
-    fn tracker_hosts() {
-        assert_eq!(url_host("udp://10.1.0.5:6969/announce"), Some("10.1.0.5"));
-        assert_eq!(
-            url_host("http://tracker.example/announce?x=1"),
-            Some("tracker.example")
-        );
-        assert_eq!(url_host("http://[fd00::5]:80/a"), Some("fd00::5"));
-        assert_eq!(url_host("http://u:p@h:1/a"), Some("h"));
-        assert_eq!(url_host("nonsense"), None);
-    }
 }
