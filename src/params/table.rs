@@ -156,6 +156,20 @@ fn secret_value(k: &str, v: Option<&str>) -> Result<String, ParamError> {
     }
 }
 
+/// A comma-separated value's items, each through `parse`; the error names
+/// the item that does not parse.
+fn items<T>(
+    k: &str,
+    v: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ParamError> {
+    required(k, v)?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|one| parse(one).map_err(|why| ParamError::new(k, one, why)))
+        .collect()
+}
+
 /// Bytes per second: a number with an optional K, M or G (powers of 1024).
 fn rate(k: &str, v: Option<&str>) -> Result<u64, ParamError> {
     let s = required(k, v)?;
@@ -534,12 +548,11 @@ pub static PARAMS: &[Param] = &[
         Always,
         |c| c.fetch.torrent.torrent_peers.clear(),
         |p, k, v| {
-            for one in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
-                let a = one.parse().map_err(|_| {
-                    ParamError::new(k, one, "expected ip:port (an IPv6 address in brackets)")
-                })?;
-                p.c.fetch.torrent.torrent_peers.push(a);
-            }
+            let peers = items(k, v, |one| {
+                one.parse::<std::net::SocketAddr>()
+                    .map_err(|_| "expected ip:port (an IPv6 address in brackets)".into())
+            })?;
+            p.c.fetch.torrent.torrent_peers.extend(peers);
             Ok(())
         },
     ),
@@ -548,12 +561,12 @@ pub static PARAMS: &[Param] = &[
         Always,
         |c| c.fetch.torrent.torrent_allow.clear(),
         |p, k, v| {
-            for one in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
-                let n: ipnet::IpNet = one.parse().map_err(|_| {
-                    ParamError::new(k, one, "expected a network in CIDR form, e.g. 10.1.0.0/16")
-                })?;
-                p.c.fetch.torrent.torrent_allow.push(n.to_string());
-            }
+            let nets = items(k, v, |one| {
+                one.parse::<ipnet::IpNet>()
+                    .map(|n| n.to_string())
+                    .map_err(|_| "expected a network in CIDR form, e.g. 10.1.0.0/16".into())
+            })?;
+            p.c.fetch.torrent.torrent_allow.extend(nets);
             Ok(())
         },
     ),
@@ -640,12 +653,8 @@ pub static PARAMS: &[Param] = &[
         Always,
         |c| c.disk_allow.clear(),
         |p, k, v| {
-            for item in required(k, v)?.split(',').filter(|s| !s.is_empty()) {
-                let id = item
-                    .parse::<DiskId>()
-                    .map_err(|why| ParamError::new(k, item, why))?;
-                p.c.disk_allow.push(id);
-            }
+            let ids = items(k, v, |item| item.parse::<DiskId>())?;
+            p.c.disk_allow.extend(ids);
             Ok(())
         },
     )),

@@ -440,6 +440,12 @@ pub fn run(a: FetchArgs) -> Result<()> {
         keys: &keys,
         sha256: expected,
     };
+    // Every way to the image ends here: its record, then (metal.torrent)
+    // the booted system's seeder.
+    let complete = |meta: &Meta, fetched: bool, from: Option<swarm::Sources>| -> Result<()> {
+        record(&a.opts.record, &dest, meta, mode, fetched, from)?;
+        swarm::write_seed_unit(&a.opts.torrent, &dest)
+    };
 
     if let Some((done, meta)) = unchanged(&client, &dest, &sources, &urls, &checks)? {
         info!(
@@ -447,20 +453,14 @@ pub fn run(a: FetchArgs) -> Result<()> {
             dest.display(),
             done
         );
-        record(&a.opts.record, &dest, &meta, mode, false)?;
-        // The metainfo an earlier boot kept beside the image, if any.
-        if a.opts.torrent.torrent.is_some() {
-            swarm::write_seed_unit(&a.opts.torrent, &dest)?;
-        }
-        return Ok(());
+        // The seeder uses the metainfo an earlier boot kept beside the
+        // image, if any.
+        return complete(&meta, false, None);
     }
 
     if a.opts.torrent.torrent.is_some() {
         match by_torrent(&client, &a.opts.torrent, &dest, &sources, &urls, &checks) {
-            Ok((meta, from)) => {
-                record_from(&a.opts.record, &dest, &meta, mode, Some(from))?;
-                return swarm::write_seed_unit(&a.opts.torrent, &dest);
-            }
+            Ok((meta, from)) => return complete(&meta, true, Some(from)),
             Err(e) => warn!("torrent: {e:#}; fetching the image from the mirrors instead"),
         }
     }
@@ -487,15 +487,9 @@ pub fn run(a: FetchArgs) -> Result<()> {
                     .and_then(|signed| download(&client, url, &dest, signed.as_ref())),
             };
             match r.and_then(|m| finish(&dest, m, &checks)) {
-                Ok(meta) => {
-                    record(&a.opts.record, &dest, &meta, mode, true)?;
-                    // The metainfo came although the swarm did not: the
-                    // node can still seed what it booted.
-                    if a.opts.torrent.torrent.is_some() {
-                        swarm::write_seed_unit(&a.opts.torrent, &dest)?;
-                    }
-                    return Ok(());
-                }
+                // The metainfo may have come although the swarm did not:
+                // the node can still seed what it booted.
+                Ok(meta) => return complete(&meta, true, None),
                 Err(e) => {
                     warn!("fetch from {} failed: {e:#}", shown(url));
                     let refusal = e.downcast_ref::<Refused>().is_some();
@@ -538,35 +532,16 @@ fn spread(sources: &mut [ImageSource], urls: &mut [String]) {
     );
 }
 
-/// This boot's record of the image, for the measure step and the real root.
-fn record(path: &Path, dest: &Path, m: &Meta, mode: Verify, fetched: bool) -> Result<()> {
-    if !fetched {
-        return ImageRecord {
-            fetched: false,
-            ..image_record(dest, m, mode)
-        }
-        .write(path);
-    }
-    record_from(path, dest, m, mode, None)
-}
-
-/// The record of an image fetched in this boot; `from`: how much came from
-/// the swarm.
-fn record_from(
+/// This boot's record of the image, for the measure step and the real root;
+/// `from`: how much came from the swarm (metal.torrent).
+fn record(
     path: &Path,
     dest: &Path,
     m: &Meta,
     mode: Verify,
+    fetched: bool,
     from: Option<swarm::Sources>,
 ) -> Result<()> {
-    ImageRecord {
-        torrent: from,
-        ..image_record(dest, m, mode)
-    }
-    .write(path)
-}
-
-fn image_record(dest: &Path, m: &Meta, mode: Verify) -> ImageRecord {
     ImageRecord {
         url: shown(&m.url),
         path: dest.display().to_string(),
@@ -574,10 +549,11 @@ fn image_record(dest: &Path, m: &Meta, mode: Verify) -> ImageRecord {
         size: m.size,
         verify: mode.to_string(),
         signature: m.signature.clone(),
-        fetched: true,
+        fetched,
         measured: None,
-        torrent: None,
+        torrent: from,
     }
+    .write(path)
 }
 
 /// metal.torrent: the image from the swarm, what it lacks from the HTTP
@@ -599,22 +575,7 @@ fn by_torrent(
         .map(|(_, u)| u.clone())
         .collect();
     // The signature comes from the mirrors, before the swarm is joined.
-    let mut signed = None;
-    if checks.mode == Verify::Signature {
-        let mut last = anyhow!("no http(s) mirror for the image's signature");
-        for u in &mirrors {
-            match checks.signature(u, || http_signature(client, u)) {
-                Ok(s) => {
-                    signed = s;
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        if signed.is_none() {
-            return Err(last);
-        }
-    }
+    let signed = first_signature(client, checks, sources, urls)?.map(|(_, s)| s);
     let part = part_path(dest);
     let _ = fs::remove_file(meta_path(&part));
     let from = swarm::fetch(client, o, &mirrors, dest, &part)?;
@@ -733,6 +694,32 @@ fn unchanged(
     Ok(Some((why, meta)))
 }
 
+/// When signatures are checked: the first http(s) source whose signature
+/// parses and names a trusted key, with its URL (labelled sources are not
+/// asked); the last refusal when none does. None when they are not checked.
+fn first_signature<'u, 'k>(
+    client: &Client,
+    checks: &Checks<'k>,
+    sources: &[ImageSource],
+    urls: &'u [String],
+) -> Result<Option<(&'u str, Signed<'k>)>> {
+    if checks.mode != Verify::Signature {
+        return Ok(None);
+    }
+    let mut last = anyhow!("no http(s) mirror for the image's signature");
+    for (src, url) in sources.iter().zip(urls) {
+        if !matches!(src, ImageSource::Url(_)) {
+            continue;
+        }
+        match checks.signature(url, || http_signature(client, url)) {
+            Ok(Some(signed)) => return Ok(Some((url, signed))),
+            Ok(None) => return Ok(None),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The unchanged check of a signed image: the first server that has a
 /// signature decides; the local bytes must verify against it.
 fn unchanged_signed(
@@ -743,52 +730,46 @@ fn unchanged_signed(
     checks: &Checks,
     meta: Meta,
 ) -> Result<Option<(String, Meta)>> {
-    for (src, url) in sources.iter().zip(urls) {
-        let signed = match src {
-            ImageSource::Url(_) => checks.signature(url, || http_signature(client, url)),
-            // A stick or disk: copying it again costs little.
-            ImageSource::Labelled { .. } => continue,
-        };
-        let signed = match signed {
-            Ok(Some(s)) => s,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                tracing::debug!("no usable signature for the unchanged check: {e:#}");
-                continue;
-            }
-        };
-        notify::status("verifying the local image's signature");
-        let mut h = Hashes::new(Some(signed.verifier()?));
-        h.feed_file(dest)?;
-        let (local, v) = h.sha256_hex();
-        let verdict = match v.map(|v| signed.check(v)) {
-            Some(Ok(verdict)) => verdict,
-            _ => {
-                info!(
-                    "the local image {} is not the one signed at {}: fetching",
-                    dest.display(),
-                    shown(url)
-                );
-                return Ok(None);
-            }
-        };
-        if checks.sha256.as_ref().is_some_and(|want| *want != local) {
+    // A stick or disk (labelled source) is not asked: copying it again
+    // costs little.
+    let (url, signed) = match first_signature(client, checks, sources, urls) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::debug!("no usable signature for the unchanged check: {e:#}");
             return Ok(None);
         }
-        info!("signature verified: {verdict}");
-        let why = format!(
-            "the signature by key {} verifies the local image",
-            verdict.key_id
-        );
-        let meta = Meta {
-            sha256: Some(local),
-            signature: Some(verdict),
-            ..meta
-        };
-        write_meta(dest, &meta)?;
-        return Ok(Some((why, meta)));
+    };
+    notify::status("verifying the local image's signature");
+    let mut h = Hashes::new(Some(signed.verifier()?));
+    h.feed_file(dest)?;
+    let (local, v) = h.sha256_hex();
+    let verdict = match v.map(|v| signed.check(v)) {
+        Some(Ok(verdict)) => verdict,
+        _ => {
+            info!(
+                "the local image {} is not the one signed at {}: fetching",
+                dest.display(),
+                shown(url)
+            );
+            return Ok(None);
+        }
+    };
+    if checks.sha256.as_ref().is_some_and(|want| *want != local) {
+        return Ok(None);
     }
-    Ok(None)
+    info!("signature verified: {verdict}");
+    let why = format!(
+        "the signature by key {} verifies the local image",
+        verdict.key_id
+    );
+    let meta = Meta {
+        sha256: Some(local),
+        signature: Some(verdict),
+        ..meta
+    };
+    write_meta(dest, &meta)?;
+    Ok(Some((why, meta)))
 }
 
 /// Result of one transfer: the part file is complete; this is its metadata,

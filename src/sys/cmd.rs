@@ -5,15 +5,21 @@
 use anyhow::{bail, Context, Result};
 use std::process::{Command, Stdio};
 
+/// A tool as every step runs it: no input, and no reporting to systemd
+/// (NotifyAccess=main: only the step itself does).
+fn command<S: AsRef<std::ffi::OsStr>>(prog: &S, args: &[S]) -> Command {
+    let mut c = Command::new(prog);
+    c.args(args)
+        .stdin(Stdio::null())
+        .env_remove("NOTIFY_SOCKET");
+    c
+}
+
 /// Runs `argv`, returns stdout. Fails with the command and stderr.
 pub fn run(argv: &[&str]) -> Result<String> {
     let (prog, args) = argv.split_first().context("empty command")?;
     tracing::debug!("running: {}", argv.join(" "));
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        // Only the step itself reports to systemd (NotifyAccess=main).
-        .env_remove("NOTIFY_SOCKET")
+    let out = command(prog, args)
         .output()
         .with_context(|| format!("cannot start `{}`", argv.join(" ")))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -41,10 +47,7 @@ pub fn run(argv: &[&str]) -> Result<String> {
 pub fn run_logged(argv: &[String]) -> Result<()> {
     let (prog, args) = argv.split_first().context("empty command")?;
     tracing::info!("running: {}", argv.join(" "));
-    let status = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .env_remove("NOTIFY_SOCKET")
+    let status = command(prog, args)
         .status()
         .with_context(|| format!("cannot start `{}`", argv.join(" ")))?;
     if !status.success() {

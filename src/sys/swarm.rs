@@ -108,6 +108,19 @@ impl TorrentOpts {
         }
     }
 
+    /// The helper's options that `fetch` and `seed` share: the peers, the
+    /// allowed networks, the port and the upload limit.
+    fn push_swarm(&self, a: &mut Argv) {
+        for p in &self.torrent_peers {
+            a.opt("peer", p);
+        }
+        for n in self.allowed() {
+            a.opt("allow", n);
+        }
+        a.opt("listen", format!("[::]:{}", self.torrent_port));
+        a.opt("upload-limit", self.torrent_upload.min(u32::MAX.into()));
+    }
+
     pub fn allowed(&self) -> Vec<String> {
         if self.torrent_allow.is_empty() {
             DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect()
@@ -189,7 +202,7 @@ pub fn metainfo_path(image: &Path) -> PathBuf {
 }
 
 /// Fetches the image `dest` into `part` from the swarm, the rest from
-/// `mirrors` (the image's URLs). Unverified: the caller checks the whole
+/// `mirrors` (the image's http(s) URLs). Unverified: the caller checks the whole
 /// file.
 pub fn fetch(
     client: &Client,
@@ -219,14 +232,7 @@ pub fn fetch(
     a.path("torrent", Some(&meta));
     a.path("dir", Some(&dir));
     a.path("state", Some(&state));
-    for p in &o.torrent_peers {
-        a.opt("peer", p);
-    }
-    for n in o.allowed() {
-        a.opt("allow", n);
-    }
-    a.opt("listen", format!("[::]:{}", o.torrent_port));
-    a.opt("upload-limit", o.torrent_upload.min(u32::MAX.into()));
+    o.push_swarm(&mut a);
     a.opt("stall", o.torrent_timeout);
     a.opt_if("info-hash", m.info_hash.as_ref());
     info!(
@@ -300,7 +306,7 @@ pub fn fetch(
 fn fill(client: &Client, mirrors: &[String], f: &File, off: u64, len: u64) -> Result<()> {
     let mut done = 0u64;
     let mut last = anyhow!("no http(s) mirror to fill from");
-    for url in mirrors.iter().filter(|u| u.starts_with("http")) {
+    for url in mirrors {
         let shown = crate::redact::redact_secret_url(url);
         let r = client
             .get(url)
@@ -357,9 +363,10 @@ fn write_file(p: &Path, bytes: &[u8]) -> Result<()> {
 /// helper is copied under /run, which survives switch-root, so the root
 /// need not have the package. Bounded (`--for`, RuntimeMaxSec=), idle I/O,
 /// and only the allowed networks (IPAddressAllow=, besides the helper's own
-/// allowlist).
+/// allowlist). Nothing without metal.torrent, with metal.torrent-seed=0, or
+/// without the metainfo beside the image.
 pub fn write_seed_unit(o: &TorrentOpts, image: &Path) -> Result<()> {
-    if o.torrent_seed == 0 || !metainfo_path(image).exists() {
+    if o.torrent.is_none() || o.torrent_seed == 0 || !metainfo_path(image).exists() {
         return Ok(());
     }
     let helper = Path::new(SEED_HELPER);
@@ -387,20 +394,12 @@ pub fn write_seed_unit(o: &TorrentOpts, image: &Path) -> Result<()> {
 }
 
 fn seed_unit(o: &TorrentOpts, image: &Path, ca: Option<&Path>) -> String {
-    let allow = o.allowed();
     let mut a = Argv::default();
     a.0.push(SEED_HELPER.into());
     a.0.push("seed".into());
     a.path("torrent", Some(&metainfo_path(image)));
     a.path("file", Some(image));
-    for p in &o.torrent_peers {
-        a.opt("peer", p);
-    }
-    for n in &allow {
-        a.opt("allow", n);
-    }
-    a.opt("listen", format!("[::]:{}", o.torrent_port));
-    a.opt("upload-limit", o.torrent_upload.min(u32::MAX.into()));
+    o.push_swarm(&mut a);
     a.opt("for", o.torrent_seed);
     format!(
         "# Written by metalroot fetch in the initrd (metal.torrent-seed); lives in /run.\n\
@@ -427,7 +426,7 @@ fn seed_unit(o: &TorrentOpts, image: &Path, ca: Option<&Path>) -> String {
             .map(|c| format!("Environment=SSL_CERT_FILE={}\n", c.display()))
             .unwrap_or_default(),
         max = o.torrent_seed + 60,
-        allow = allow.join(" "),
+        allow = o.allowed().join(" "),
     )
 }
 

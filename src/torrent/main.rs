@@ -108,9 +108,8 @@ struct State {
     /// The file as written (`--dir` joined with the torrent's name).
     file: PathBuf,
     length: u64,
-    piece_length: u32,
-    complete: bool,
-    /// Byte ranges (offset, length) not downloaded or not intact.
+    /// Byte ranges (offset, length) not downloaded or not intact; none when
+    /// the file is complete.
     missing: Vec<(u64, u64)>,
     downloaded: u64,
     uploaded: u64,
@@ -180,7 +179,7 @@ fn limits(upload: u32) -> LimitsConfig {
     }
 }
 
-/// The peers that are allowed, with a note for each that is not.
+/// The given peers that are in the allowed networks.
 fn peers(s: &Swarm) -> Vec<SocketAddr> {
     s.peers
         .iter()
@@ -233,6 +232,7 @@ async fn add(
     bytes: Vec<u8>,
     dir: &Path,
 ) -> Result<(usize, ManagedTorrentHandle)> {
+    note_refused_peers(s);
     let disable_trackers = !trackers_allowed(&bytes, &s.allow).await?;
     let opts = AddTorrentOptions {
         disable_trackers,
@@ -379,7 +379,6 @@ async fn fetch(a: FetchArgs) -> Result<()> {
     let start = Instant::now();
     let session = session(&a.swarm, &a.dir).await?;
     rendezvous(&peers(&a.swarm), Duration::from_secs(a.stall.min(5))).await;
-    note_refused_peers(&a.swarm);
     let (id, h) = add(&session, &a.swarm, read_torrent(&a.swarm.torrent)?, &a.dir).await?;
     let file = file_of(&h, &a.dir)?;
     let api = Api::new(session.clone(), None);
@@ -404,15 +403,15 @@ async fn fetch(a: FetchArgs) -> Result<()> {
     );
     let stall = Duration::from_secs(a.stall);
     let (mut last_bytes, mut last_change, mut last_log) = (0u64, Instant::now(), Instant::now());
-    let complete = loop {
+    loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let st = h.stats();
         if let Some(e) = &st.error {
             eprintln!("torrent: the engine stopped: {e}");
-            break false;
+            break;
         }
         if st.finished {
-            break true;
+            break;
         }
         if let Ok((haves, _)) = api.api_dump_haves(TorrentIdOrHash::Id(id)) {
             window
@@ -427,7 +426,7 @@ async fn fetch(a: FetchArgs) -> Result<()> {
                 "torrent: no piece for {} s (metal.torrent-timeout); stopping at {} of {} bytes",
                 a.stall, st.progress_bytes, st.total_bytes
             );
-            break false;
+            break;
         }
         if last_log.elapsed() >= Duration::from_secs(5) {
             last_log = Instant::now();
@@ -440,7 +439,7 @@ async fn fetch(a: FetchArgs) -> Result<()> {
             });
             eprintln!("torrent: {st}; {}", peers.unwrap_or_default());
         }
-    };
+    }
     let st = h.stats();
     let (haves, pieces) = api
         .api_dump_haves(TorrentIdOrHash::Id(id))
@@ -463,8 +462,6 @@ async fn fetch(a: FetchArgs) -> Result<()> {
     let state = State {
         file,
         length: lengths.total_length(),
-        piece_length: lengths.default_piece_length(),
-        complete: complete && missing.is_empty(),
         missing,
         downloaded: st.progress_bytes,
         uploaded: st.uploaded_bytes,

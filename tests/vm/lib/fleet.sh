@@ -432,15 +432,7 @@ fleet_seed_start() {
 }
 
 fleet_seed_stop() {
-    local pid=$_FLEET_SEED_PID i
-    [[ -n "$pid" ]] || return 0
-    _FLEET_SEED_PID=
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    [[ -n "$_FLEET_SEED_PID" ]] || return 0
+    _stop_pid _FLEET_SEED_PID
     log "fleet: seed stopped"
 }
