@@ -68,8 +68,10 @@ fn ser_redacted<S: serde::Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> 
 pub struct IscsiManual {
     pub target_name: Option<String>,
     pub target_ip: Option<String>,
-    pub target_port: Option<u16>,
-    pub target_group: Option<u32>,
+    /// Within 1..=65535 (the table's bounds).
+    pub target_port: Option<u64>,
+    /// Within u32 (the table's bounds).
+    pub target_group: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -235,7 +237,7 @@ pub fn is_secret_key(key: &str) -> bool {
 /// Parameters that may be given several times; the command line replaces
 /// (not extends) the site config's list.
 pub fn is_list_key(key: &str) -> bool {
-    table::find(key).is_some_and(|p| p.list.is_some())
+    table::find(key).is_some_and(|p| p.is_list())
 }
 
 /// Which layer a word came from: the site config file or the command line.
@@ -305,11 +307,10 @@ impl Config {
                     }
                     continue;
                 };
-                if let (Layer::Cmdline, Some(clear)) = (layer, param.list) {
-                    if !cleared.contains(&param.names[0]) {
-                        cleared.push(param.names[0]);
-                        clear(&mut p.c);
-                    }
+                if layer == Layer::Cmdline && param.is_list() && !cleared.contains(&param.names[0])
+                {
+                    cleared.push(param.names[0]);
+                    param.clear(&mut p.c);
                 }
                 if let Err(e) = param.apply.run(&mut p, k, v) {
                     if param.guards_wipe {

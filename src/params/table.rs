@@ -14,6 +14,7 @@ use crate::kinds::{DiskId, Verify, ZramFs};
 use crate::redact::redact_url;
 use crate::values::{boolean, number, required, DevSpec, Size, Source};
 use clap::ValueEnum;
+use std::str::FromStr;
 
 /// What a parameter is being parsed into.
 pub(super) struct Parsing {
@@ -38,16 +39,53 @@ pub(super) enum Apply {
     /// dracut's `getargbool`: `0`, `no` and `off` are false, any other
     /// value is true (odd spellings get a warning).
     DracutBool(fn(&mut Config) -> &mut bool),
+    /// A whole number within the bounds, None until given.
+    MaybeNumber((u64, u64), fn(&mut Config) -> &mut Option<u64>),
     /// Text checked by the parser.
     Text(
         fn(&str, Option<&str>) -> Result<String, ParamError>,
         fn(&mut Config) -> &mut String,
     ),
-    /// A CHAP user name: text.
-    ChapUser(fn(&mut Parsing) -> &mut Option<String>),
-    /// A CHAP password: never shown, even when it is missing.
-    ChapSecret(fn(&mut Parsing) -> &mut Option<String>),
+    /// Text checked by the parser, None until given.
+    MaybeText(
+        fn(&str, Option<&str>) -> Result<String, ParamError>,
+        fn(&mut Config) -> &mut Option<String>,
+    ),
+    /// A device: `/dev/…`, `LABEL=`, `UUID=`, … (DevSpec), None until given.
+    Device(fn(&mut Config) -> &mut Option<DevSpec>),
+    /// A part of the target's CHAP credentials (rd.iscsi.*), or of the
+    /// discovery's (metal.iscsi.discovery.*).
+    Chap(Side, Part),
     Custom(Custom),
+    /// Given several times it repeats; on the command line it replaces (not
+    /// extends) the site file's list, which the first function clears.
+    List(fn(&mut Config), Custom),
+    /// A comma-separated list whose items each parse alone; a list too.
+    Items(&'static dyn ItemList),
+}
+
+/// A list of `Items`, as the table holds it (without its item type).
+pub(super) trait ItemList: Sync {
+    fn clear(&self, c: &mut Config);
+    fn extend(&self, c: &mut Config, k: &str, v: Option<&str>) -> Result<(), ParamError>;
+}
+
+/// Where a list's items go, and how one item parses.
+pub(super) struct Items<T: 'static> {
+    field: fn(&mut Config) -> &mut Vec<T>,
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T: 'static> ItemList for Items<T> {
+    fn clear(&self, c: &mut Config) {
+        (self.field)(c).clear()
+    }
+
+    fn extend(&self, c: &mut Config, k: &str, v: Option<&str>) -> Result<(), ParamError> {
+        let new = items(k, v, self.parse)?;
+        (self.field)(c).extend(new);
+        Ok(())
+    }
 }
 
 impl Apply {
@@ -67,10 +105,24 @@ impl Apply {
                 }
             },
             Apply::DracutBool(field) => *field(&mut p.c) = dracut_bool(p, k, v),
+            Apply::MaybeNumber((min, max), field) => {
+                *field(&mut p.c) = Some(number(k, v, *min, *max)?)
+            }
             Apply::Text(parse, field) => *field(&mut p.c) = parse(k, v)?,
-            Apply::ChapUser(part) => *part(p) = Some(text(k, v)?),
-            Apply::ChapSecret(part) => *part(p) = Some(secret_value(k, v)?),
-            Apply::Custom(f) => f(p, k, v)?,
+            Apply::MaybeText(parse, field) => *field(&mut p.c) = Some(parse(k, v)?),
+            Apply::Device(field) => *field(&mut p.c) = Some(DevSpec::parse(k, required(k, v)?)?),
+            Apply::Chap(side, part) => {
+                let parts = match side {
+                    Side::Target => &mut p.chap,
+                    Side::Discovery => &mut p.disco,
+                };
+                *part.of(parts) = Some(match part.secret() {
+                    true => secret_value(k, v)?,
+                    false => text(k, v)?,
+                })
+            }
+            Apply::Custom(f) | Apply::List(_, f) => f(p, k, v)?,
+            Apply::Items(list) => list.extend(&mut p.c, k, v)?,
         }
         Ok(())
     }
@@ -91,20 +143,33 @@ pub struct Param {
     /// value (or a misspelt name) refuses the wipe instead of being
     /// guessed, and everything else still runs.
     pub guards_wipe: bool,
-    /// Given several times it repeats; on the command line it replaces (not
-    /// extends) the site file's list, which this clears.
-    pub list: Option<fn(&mut Config)>,
     /// Its value is never shown in errors or plans.
     pub secret: bool,
     pub asks: Asks,
     pub(super) apply: Apply,
 }
 
+impl Param {
+    /// Given several times it repeats; on the command line it replaces (not
+    /// extends) the site file's list.
+    pub fn is_list(&self) -> bool {
+        matches!(self.apply, Apply::List(..) | Apply::Items(_))
+    }
+
+    /// Empties the list before the command line's first value of it.
+    pub(super) fn clear(&self, c: &mut Config) {
+        match &self.apply {
+            Apply::List(clear, _) => clear(c),
+            Apply::Items(list) => list.clear(c),
+            _ => {}
+        }
+    }
+}
+
 const fn row(names: &'static [&'static str], asks: Asks, apply: Apply) -> Param {
     Param {
         names,
         guards_wipe: false,
-        list: None,
         secret: false,
         asks,
         apply,
@@ -121,20 +186,54 @@ const fn list(
     clear: fn(&mut Config),
     apply: Custom,
 ) -> Param {
-    Param {
-        list: Some(clear),
-        ..p(names, asks, apply)
+    row(names, asks, Apply::List(clear, apply))
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Side {
+    Target,
+    Discovery,
+}
+
+/// A CHAP credential's parts; the passwords are secrets, never shown, even
+/// when missing.
+#[derive(Clone, Copy)]
+pub(super) enum Part {
+    User,
+    Pass,
+    UserIn,
+    PassIn,
+}
+
+impl Part {
+    const fn secret(self) -> bool {
+        matches!(self, Part::Pass | Part::PassIn)
+    }
+
+    fn of(self, c: &mut ChapParts) -> &mut Option<String> {
+        match self {
+            Part::User => &mut c.user,
+            Part::Pass => &mut c.pass,
+            Part::UserIn => &mut c.user_in,
+            Part::PassIn => &mut c.pass_in,
+        }
     }
 }
 
-const fn chap_secret(
-    names: &'static [&'static str],
-    asks: Asks,
-    part: fn(&mut Parsing) -> &mut Option<String>,
-) -> Param {
+/// The target's CHAP (dracut's rd.iscsi.*; they alone do not ask for
+/// metalroot).
+const fn target_chap(names: &'static [&'static str], part: Part) -> Param {
     Param {
-        secret: true,
-        ..row(names, asks, Apply::ChapSecret(part))
+        secret: part.secret(),
+        ..row(names, No, Apply::Chap(Side::Target, part))
+    }
+}
+
+/// The discovery's CHAP (metalroot's own, so they ask for metalroot).
+const fn discovery_chap(names: &'static [&'static str], part: Part) -> Param {
+    Param {
+        secret: part.secret(),
+        ..row(names, Always, Apply::Chap(Side::Discovery, part))
     }
 }
 
@@ -146,7 +245,7 @@ const fn guard(p: Param) -> Param {
     }
 }
 
-use Apply::{Bool, ChapUser, DracutBool, Legacy, Number, Text};
+use Apply::{Bool, Device, DracutBool, Legacy, MaybeNumber, MaybeText, Number, Text};
 use Asks::{Always, No, When};
 
 fn secret_value(k: &str, v: Option<&str>) -> Result<String, ParamError> {
@@ -169,6 +268,38 @@ fn items<T>(
         .map(|one| parse(one).map_err(|why| ParamError::new(k, one, why)))
         .collect()
 }
+
+/// metal.disk-allow: serial:<s> or wwn:<w>.
+static DISK_ALLOW: Items<DiskId> = Items {
+    field: |c| &mut c.disk_allow,
+    parse: DiskId::from_str,
+};
+
+/// metal.torrent-peers.
+static PEERS: Items<std::net::SocketAddr> = Items {
+    field: |c| &mut c.fetch.torrent.torrent_peers,
+    parse: peer,
+};
+
+/// A torrent peer: ip:port.
+fn peer(one: &str) -> Result<std::net::SocketAddr, String> {
+    one.parse()
+        .map_err(|_| "expected ip:port (an IPv6 address in brackets)".into())
+}
+
+/// A network in CIDR form, as the helper reads it.
+fn network(one: &str) -> Result<String, String> {
+    let net: ipnet::IpNet = one
+        .parse()
+        .map_err(|_| "expected a network in CIDR form, e.g. 10.1.0.0/16")?;
+    Ok(net.to_string())
+}
+
+/// metal.torrent-allow.
+static NETWORKS: Items<String> = Items {
+    field: |c| &mut c.fetch.torrent.torrent_allow,
+    parse: network,
+};
 
 /// Bytes per second: a number with an optional K, M or G (powers of 1024).
 fn rate(k: &str, v: Option<&str>) -> Result<u64, ParamError> {
@@ -221,10 +352,6 @@ fn choice<T: ValueEnum>(k: &str, v: Option<&str>, why: &str) -> Result<T, ParamE
     T::from_str(s, false).map_err(|_| ParamError::new(k, s, why))
 }
 
-fn devspec(k: &str, v: Option<&str>) -> Result<DevSpec, ParamError> {
-    DevSpec::parse(k, required(k, v)?)
-}
-
 /// Accepted, and a note when set to true.
 fn ignored(p: &mut Parsing, k: &str, v: Option<&str>, why: &str) -> Result<(), ParamError> {
     if boolean(k, v)? {
@@ -247,6 +374,12 @@ fn dracut_bool(p: &mut Parsing, k: &str, v: Option<&str>) -> bool {
             true
         }
     }
+}
+
+/// rd.live.overlay=<devspec>[:<path>] or none.
+fn overlay(p: &mut Parsing, k: &str, v: Option<&str>) -> Result<(), ParamError> {
+    p.c.overlay = Some(parse_overlay(k, v)?);
+    Ok(())
 }
 
 /// A boolean that is true (or not a boolean at all) asks for metalroot.
@@ -355,14 +488,11 @@ pub static PARAMS: &[Param] = &[
         if v.is_none() || boolean(k, v).is_ok() {
             p.c.overlayfs = boolean(k, v)?
         } else {
-            p.c.overlay = Some(parse_overlay(k, v)?)
+            overlay(p, k, v)?
         }
         Ok(())
     }),
-    p(&["rd.live.overlay", "overlay"], No, |p, k, v| {
-        p.c.overlay = Some(parse_overlay(k, v)?);
-        Ok(())
-    }),
+    p(&["rd.live.overlay", "overlay"], No, overlay),
     row(
         &["rd.live.overlay.overlayfs", "rd.overlayfs"],
         No,
@@ -417,54 +547,35 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    p(&["rd.iscsi.initiator", "iscsi_initiator"], No, |p, k, v| {
-        p.c.iscsi.initiator = Some(iscsi_name(k, v)?);
-        Ok(())
-    }),
-    p(
+    row(
+        &["rd.iscsi.initiator", "iscsi_initiator"],
+        No,
+        MaybeText(iscsi_name, |c| &mut c.iscsi.initiator),
+    ),
+    row(
         &["rd.iscsi.target.name", "iscsi_target_name"],
         Always,
-        |p, k, v| {
-            p.c.iscsi_manual.target_name = Some(iscsi_name(k, v)?);
-            Ok(())
-        },
+        MaybeText(iscsi_name, |c| &mut c.iscsi_manual.target_name),
     ),
-    p(&["rd.iscsi.target.ip", "iscsi_target_ip"], No, |p, k, v| {
-        p.c.iscsi_manual.target_ip = Some(host(k, v)?);
-        Ok(())
-    }),
-    p(
+    row(
+        &["rd.iscsi.target.ip", "iscsi_target_ip"],
+        No,
+        MaybeText(host, |c| &mut c.iscsi_manual.target_ip),
+    ),
+    row(
         &["rd.iscsi.target.port", "iscsi_target_port"],
         No,
-        |p, k, v| {
-            p.c.iscsi_manual.target_port = Some(number(k, v, 1, 65535)? as u16);
-            Ok(())
-        },
+        MaybeNumber((1, 65535), |c| &mut c.iscsi_manual.target_port),
     ),
-    p(
+    row(
         &["rd.iscsi.target.group", "iscsi_target_group"],
         No,
-        |p, k, v| {
-            p.c.iscsi_manual.target_group = Some(number(k, v, 0, u32::MAX as u64)? as u32);
-            Ok(())
-        },
+        MaybeNumber((0, u32::MAX as u64), |c| &mut c.iscsi_manual.target_group),
     ),
-    row(
-        &["rd.iscsi.username", "iscsi_username"],
-        No,
-        ChapUser(|p| &mut p.chap.user),
-    ),
-    chap_secret(&["rd.iscsi.password", "iscsi_password"], No, |p| {
-        &mut p.chap.pass
-    }),
-    row(
-        &["rd.iscsi.in.username", "iscsi_in_username"],
-        No,
-        ChapUser(|p| &mut p.chap.user_in),
-    ),
-    chap_secret(&["rd.iscsi.in.password", "iscsi_in_password"], No, |p| {
-        &mut p.chap.pass_in
-    }),
+    target_chap(&["rd.iscsi.username", "iscsi_username"], Part::User),
+    target_chap(&["rd.iscsi.password", "iscsi_password"], Part::Pass),
+    target_chap(&["rd.iscsi.in.username", "iscsi_in_username"], Part::UserIn),
+    target_chap(&["rd.iscsi.in.password", "iscsi_in_password"], Part::PassIn),
     p(
         &["rd.iscsi.firmware", "iscsi_firmware"],
         When(true_or_odd),
@@ -543,33 +654,8 @@ pub static PARAMS: &[Param] = &[
         p.c.fetch.torrent.torrent = Some(s);
         Ok(())
     }),
-    list(
-        &["metal.torrent-peers"],
-        Always,
-        |c| c.fetch.torrent.torrent_peers.clear(),
-        |p, k, v| {
-            let peers = items(k, v, |one| {
-                one.parse::<std::net::SocketAddr>()
-                    .map_err(|_| "expected ip:port (an IPv6 address in brackets)".into())
-            })?;
-            p.c.fetch.torrent.torrent_peers.extend(peers);
-            Ok(())
-        },
-    ),
-    list(
-        &["metal.torrent-allow"],
-        Always,
-        |c| c.fetch.torrent.torrent_allow.clear(),
-        |p, k, v| {
-            let nets = items(k, v, |one| {
-                one.parse::<ipnet::IpNet>()
-                    .map(|n| n.to_string())
-                    .map_err(|_| "expected a network in CIDR form, e.g. 10.1.0.0/16".into())
-            })?;
-            p.c.fetch.torrent.torrent_allow.extend(nets);
-            Ok(())
-        },
-    ),
+    row(&["metal.torrent-peers"], Always, Apply::Items(&PEERS)),
+    row(&["metal.torrent-allow"], Always, Apply::Items(&NETWORKS)),
     p(&["metal.torrent-port"], Always, |p, k, v| {
         p.c.fetch.torrent.torrent_port = number(k, v, 1, 65535)? as u16;
         Ok(())
@@ -648,15 +734,10 @@ pub static PARAMS: &[Param] = &[
         Ok(())
     }),
     row(&["metal.trap"], Always, Bool(|c| &mut c.trap)),
-    guard(list(
+    guard(row(
         &["metal.disk-allow"],
         Always,
-        |c| c.disk_allow.clear(),
-        |p, k, v| {
-            let ids = items(k, v, |item| item.parse::<DiskId>())?;
-            p.c.disk_allow.extend(ids);
-            Ok(())
-        },
+        Apply::Items(&DISK_ALLOW),
     )),
     guard(row(&["metal.dry-run"], Always, Bool(|c| &mut c.dry_run))),
     list(
@@ -668,26 +749,11 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         },
     ),
-    row(
-        &["metal.iscsi.discovery.username"],
-        Always,
-        ChapUser(|p| &mut p.disco.user),
-    ),
-    chap_secret(&["metal.iscsi.discovery.password"], Always, |p| {
-        &mut p.disco.pass
-    }),
-    row(
-        &["metal.iscsi.discovery.in.username"],
-        Always,
-        ChapUser(|p| &mut p.disco.user_in),
-    ),
-    chap_secret(&["metal.iscsi.discovery.in.password"], Always, |p| {
-        &mut p.disco.pass_in
-    }),
-    p(&["metal.luks"], Always, |p, k, v| {
-        p.c.luks = Some(devspec(k, v)?);
-        Ok(())
-    }),
+    discovery_chap(&["metal.iscsi.discovery.username"], Part::User),
+    discovery_chap(&["metal.iscsi.discovery.password"], Part::Pass),
+    discovery_chap(&["metal.iscsi.discovery.in.username"], Part::UserIn),
+    discovery_chap(&["metal.iscsi.discovery.in.password"], Part::PassIn),
+    row(&["metal.luks"], Always, Device(|c| &mut c.luks)),
     row(
         &["metal.luks.name"],
         Always,
@@ -712,14 +778,8 @@ pub static PARAMS: &[Param] = &[
         Ok(())
     }),
     row(&["metal.lvm"], Always, Bool(|c| &mut c.lvm)),
-    p(&["metal.lower"], Always, |p, k, v| {
-        p.c.lower = Some(devspec(k, v)?);
-        Ok(())
-    }),
-    p(&["metal.lower.var"], Always, |p, k, v| {
-        p.c.lower_var = Some(devspec(k, v)?);
-        Ok(())
-    }),
+    row(&["metal.lower"], Always, Device(|c| &mut c.lower)),
+    row(&["metal.lower.var"], Always, Device(|c| &mut c.lower_var)),
     row(
         &["metal.fetch-timeout"],
         Always,

@@ -215,14 +215,17 @@ fn iscsi_targets(c: &Config) -> Vec<TargetPlan> {
         out.push(TargetPlan {
             target: IscsiTarget {
                 server: m.target_ip.clone(),
-                port: m.target_port.unwrap_or(DEFAULT_PORT),
+                port: m
+                    .target_port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(DEFAULT_PORT),
                 iface: None,
                 netdev: None,
                 lun: 0,
                 target: name.clone(),
                 chap: c.iscsi_chap.clone(),
             },
-            group: m.target_group,
+            group: m.target_group.and_then(|g| u32::try_from(g).ok()),
         });
     }
     out

@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::info;
 
+// The helper's state file, defined once for both binaries.
+#[path = "../torrent/state.rs"]
+mod state;
+use state::State;
+
 /// Where the package puts the helper.
 pub const HELPER: &str = "/usr/bin/metalroot-torrent";
 /// The real root's seeding unit, written by the fetch and enabled by the
@@ -172,17 +177,6 @@ pub fn metainfo(v: &str) -> Result<Metainfo, String> {
         url: http_url(&xs)?,
         info_hash: Some(hash),
     })
-}
-
-/// What the helper wrote when it stopped.
-#[derive(Debug, Deserialize)]
-struct State {
-    file: PathBuf,
-    length: u64,
-    missing: Vec<(u64, u64)>,
-    downloaded: u64,
-    uploaded: u64,
-    seconds: f64,
 }
 
 /// Where the image's bytes came from.

@@ -23,7 +23,7 @@ use librqbit::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerOptions, ManagedTorrent, Session,
     SessionOptions,
 };
-use serde::Serialize;
+use state::State;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod net;
+mod state;
 use net::{allowed, p2p_ranges, url_host};
 
 type ManagedTorrentHandle = Arc<ManagedTorrent>;
@@ -100,20 +101,6 @@ struct SeedArgs {
     /// Seed for this many seconds, then exit (metal.torrent-seed).
     #[arg(long = "for", default_value_t = 600)]
     seconds: u64,
-}
-
-/// The fetch's outcome, for metalroot.
-#[derive(Serialize)]
-struct State {
-    /// The file as written (`--dir` joined with the torrent's name).
-    file: PathBuf,
-    length: u64,
-    /// Byte ranges (offset, length) not downloaded or not intact; none when
-    /// the file is complete.
-    missing: Vec<(u64, u64)>,
-    downloaded: u64,
-    uploaded: u64,
-    seconds: f64,
 }
 
 fn main() {
