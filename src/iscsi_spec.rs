@@ -34,10 +34,11 @@ pub struct IscsiTarget {
     /// Portal address; `None` means: find the target by discovery.
     pub server: Option<String>,
     pub port: u16,
+    pub target: String,
+    pub lun: u32,
+    /// How the session reaches the portal (netroot=iscsi:…:<iface>).
     pub iface: Option<String>,
     pub netdev: Option<String>,
-    pub lun: u32,
-    pub target: String,
     pub chap: Option<Chap>,
 }
 

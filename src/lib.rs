@@ -18,5 +18,7 @@ pub mod render;
 pub mod site;
 pub mod steps;
 pub mod sys;
+#[cfg(test)]
+mod testing;
 pub mod units;
 pub mod values;

@@ -74,6 +74,14 @@ pub struct IscsiManual {
     pub target_group: Option<u64>,
 }
 
+/// The zram device of `metal.overlay=zram` (metal.zram-*).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Zram {
+    pub size: Size,
+    pub comp: ZramComp,
+    pub fs: ZramFs,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
     // Options that pass straight to a step: each is its step's own struct.
@@ -103,6 +111,9 @@ pub struct Config {
     pub netroot_iscsi: bool,
     pub iscsi_manual: IscsiManual,
     pub iscsi_chap: Option<Chap>,
+    // metal.iscsi.discovery: metalroot's own
+    pub iscsi_discovery: Vec<(String, u16)>,
+    pub discovery_chap: Option<Chap>,
     pub iscsi_firmware: bool,
     pub iscsi_ibft: bool,
     pub iscsi_waitnet: bool,
@@ -110,23 +121,23 @@ pub struct Config {
     /// An `ip=` is on the command line: the network is configured by the
     /// initrd's own network setup, not by metalroot's DHCP fallback.
     pub ip_given: bool,
-    // metalroot's own
+    // metalroot's own: the root's layers
     pub ram: Option<RamMode>,
     pub upper: Option<Upper>,
-    pub zram_size: Size,
-    pub zram_comp: ZramComp,
-    pub zram_fs: ZramFs,
-    pub trap: bool,
+    pub zram: Zram,
+    // the wipe's guards
     pub disk_allow: Vec<DiskId>,
     pub dry_run: bool,
-    pub iscsi_discovery: Vec<(String, u16)>,
-    pub discovery_chap: Option<Chap>,
+    // the block stack
     pub luks: Option<DevSpec>,
     pub luks_name: String,
     pub luks_key: Option<LuksKey>,
     pub lvm: bool,
     pub lower: Option<DevSpec>,
     pub lower_var: Option<DevSpec>,
+    /// metal.trap: a shell on the console once the root is assembled,
+    /// before switch-root (seed 001's DisklessTrap).
+    pub trap: bool,
     /// Measured boot (metal.tpm-pcr): by default only a signature-checked
     /// image is measured (a site that installed a key opted in).
     pub measure: Measure,
@@ -193,9 +204,11 @@ impl Default for Config {
             ip_given: false,
             ram: None,
             upper: None,
-            zram_size: DEFAULT_ZRAM_SIZE,
-            zram_comp: ZramComp::default(),
-            zram_fs: DEFAULT_ZRAM_FS,
+            zram: Zram {
+                size: DEFAULT_ZRAM_SIZE,
+                comp: ZramComp::default(),
+                fs: DEFAULT_ZRAM_FS,
+            },
             trap: false,
             disk_allow: Vec::new(),
             dry_run: false,
@@ -453,36 +466,45 @@ fn path_component(k: &str, v: Option<&str>) -> Result<String, ParamError> {
 
 /// A plain word: letters, digits and `-_.`.
 fn word(k: &str, v: Option<&str>) -> Result<String, ParamError> {
-    let s = required(k, v)?;
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(ParamError::new(
-            k,
-            s,
-            "expected letters, digits, '-', '_' or '.'",
-        ));
-    }
-    Ok(s.to_string())
+    spelt(
+        k,
+        v,
+        "-_.",
+        "expected letters, digits, '-', '_' or '.'",
+        str::to_string,
+    )
 }
 
 fn iscsi_name(k: &str, v: Option<&str>) -> Result<String, ParamError> {
-    let s = required(k, v)?;
     // RFC 3720 §3.2.6.2: iqn./eui./naa. names are letters, digits, '.',
     // '-' and ':'. Anything else (a URL with a password pasted in the wrong
     // parameter) is refused, never written into a unit.
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+    spelt(
+        k,
+        v,
+        ".-:",
+        "an iSCSI name holds only letters, digits, '.', '-' and ':' (RFC 3720)",
+        crate::redact::redact_url,
+    )
+}
+
+/// The value when it holds only letters, digits and the `extra` characters;
+/// otherwise the error `why`, showing the value as `shown` makes it.
+fn spelt(
+    k: &str,
+    v: Option<&str>,
+    extra: &str,
+    why: &str,
+    shown: fn(&str) -> String,
+) -> Result<String, ParamError> {
+    let s = required(k, v)?;
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
     {
-        return Err(ParamError::new(
-            k,
-            &crate::redact::redact_url(s),
-            "an iSCSI name holds only letters, digits, '.', '-' and ':' (RFC 3720)",
-        ));
+        Ok(s.to_string())
+    } else {
+        Err(ParamError::new(k, &shown(s), why))
     }
-    Ok(s.to_string())
 }
 
 fn host(k: &str, v: Option<&str>) -> Result<String, ParamError> {
@@ -679,23 +701,26 @@ mod tests {
         assert!(!text.contains('\n'));
     }
 
+    /// The overlay a command line asks for.
+    fn overlay_of(line: &str) -> Option<OverlayDev> {
+        parse(line).unwrap().overlay
+    }
+
+    /// A persistent overlay on a device.
+    fn on(device: DevSpec, path: Option<&str>) -> Option<OverlayDev> {
+        let path = path.map(str::to_string);
+        Some(OverlayDev::Device { device, path })
+    }
+
     #[test]
     fn overlay_forms() {
-        let c = parse("rd.live.overlay=/dev/sdb:/persist-hda.img").unwrap();
         assert_eq!(
-            c.overlay,
-            Some(OverlayDev::Device {
-                device: DevSpec::Path("/dev/sdb".into()),
-                path: Some("/persist-hda.img".into())
-            })
+            overlay_of("rd.live.overlay=/dev/sdb:/persist-hda.img"),
+            on(DevSpec::Path("/dev/sdb".into()), Some("/persist-hda.img"))
         );
-        let c = parse("rd.overlay=LABEL=ROOTRAID").unwrap();
         assert_eq!(
-            c.overlay,
-            Some(OverlayDev::Device {
-                device: DevSpec::Label("ROOTRAID".into()),
-                path: None
-            })
+            overlay_of("rd.overlay=LABEL=ROOTRAID"),
+            on(DevSpec::Label("ROOTRAID".into()), None)
         );
         let c = parse("rd.live.overlay=/dev/sdb1:persistent-overlay.img").unwrap();
         assert!(
@@ -767,13 +792,10 @@ mod tests {
 
     #[test]
     fn by_path_overlay_needs_an_absolute_path() {
-        let c = parse("rd.live.overlay=/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part1").unwrap();
+        let dev = "/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part1";
         assert_eq!(
-            c.overlay,
-            Some(OverlayDev::Device {
-                device: DevSpec::Path("/dev/disk/by-path/pci-0000:00:1f.2-ata-1-part1".into()),
-                path: None
-            })
+            overlay_of(&format!("rd.live.overlay={dev}")),
+            on(DevSpec::Path(dev.into()), None)
         );
     }
 

@@ -116,9 +116,10 @@ impl Apply {
                     Side::Target => &mut p.chap,
                     Side::Discovery => &mut p.disco,
                 };
-                *part.of(parts) = Some(match part.secret() {
-                    true => secret_value(k, v)?,
-                    false => text(k, v)?,
+                *part.of(parts) = Some(if part.secret() {
+                    secret_value(k, v)?
+                } else {
+                    text(k, v)?
                 })
             }
             Apply::Custom(f) | Apply::List(_, f) => f(p, k, v)?,
@@ -717,16 +718,16 @@ pub static PARAMS: &[Param] = &[
         Ok(())
     }),
     p(&["metal.zram-size"], Always, |p, k, v| {
-        p.c.zram_size = Size::parse(k, v)?;
+        p.c.zram.size = Size::parse(k, v)?;
         Ok(())
     }),
     p(&["metal.zram-comp"], Always, |p, k, v| {
         let s = required(k, v)?;
-        p.c.zram_comp = s.parse().map_err(|e: String| ParamError::new(k, s, e))?;
+        p.c.zram.comp = s.parse().map_err(|e: String| ParamError::new(k, s, e))?;
         Ok(())
     }),
     p(&["metal.zram-fs"], Always, |p, k, v| {
-        p.c.zram_fs = match required(k, v)? {
+        p.c.zram.fs = match required(k, v)? {
             "xfs" => ZramFs::Xfs,
             "ext4" => ZramFs::Ext4,
             other => return Err(ParamError::new(k, other, "expected xfs or ext4")),

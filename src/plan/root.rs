@@ -50,9 +50,9 @@ pub fn plan(
         (Some(OverlayDev::None), _) => a.no_overlay = true,
         (None, Some(Upper::Zram)) => {
             a.upper = Some(Upper::Zram);
-            a.zram_size = Some(c.zram_size.clone());
-            a.zram_comp = Some(c.zram_comp.clone());
-            a.zram_fs = Some(c.zram_fs);
+            a.zram_size = Some(c.zram.size.clone());
+            a.zram_comp = Some(c.zram.comp.clone());
+            a.zram_fs = Some(c.zram.fs);
         }
         // A tmpfs upper is the step's default.
         (None, _) => {}

@@ -364,8 +364,7 @@ mod tests {
 
     #[test]
     fn the_seeding_unit_is_enabled_under_run_only_when_written() {
-        let d = tempfile::tempdir().unwrap();
-        let unit = d.path().join("metalroot-seed.service");
+        let (d, unit) = crate::testing::temp_path("metalroot-seed.service");
         let units = d.path().join("system");
         enable_seed(&unit, &units).unwrap();
         assert!(!units.exists());
@@ -422,8 +421,7 @@ ARRAY /dev/md127 metadata=1.2 name=any:ROOT UUID=dddddddd:22222222:33333333:4444
 
     #[test]
     fn enables_an_installed_unit_in_multi_user() {
-        let d = tempfile::tempdir().unwrap();
-        let lib = d.path().join("usr/lib/systemd/system");
+        let (d, lib) = crate::testing::temp_path("usr/lib/systemd/system");
         fs::create_dir_all(&lib).unwrap();
         fs::write(lib.join("iscsid.service"), "[Service]\n").unwrap();
         enable(d.path(), "iscsid.service");

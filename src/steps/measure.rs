@@ -141,8 +141,7 @@ mod tests {
 
     #[test]
     fn events_are_json_seq_records_of_the_image_digest() {
-        let d = tempfile::tempdir().unwrap();
-        let log = d.path().join("log/tpm2-measure.log");
+        let (_d, log) = crate::testing::temp_path("log/tpm2-measure.log");
         let rec = ImageRecord {
             url: "http://h/squashfs.img".into(),
             sha256: "ab".repeat(32),

@@ -26,14 +26,14 @@ pub struct UnitState {
     pub description: String,
     pub active: String,
     pub sub: String,
+    /// A queued job (start/stop), when the boot still waits for it.
+    pub job: Option<String>,
     /// Service Result= (success, exit-code, timeout, …).
     pub result: String,
     pub exit_status: i32,
     pub status_text: String,
     /// The last error-level journal line of the unit (failed units only).
     pub error: Option<String>,
-    /// A queued job (start/stop), when the boot still waits for it.
-    pub job: Option<String>,
 }
 
 /// ListUnitsByPatterns' row.
@@ -507,8 +507,7 @@ mod tests {
                 "WARNING: the wipe is refused: metal.disks=\"two\"",
             ),
         ] {
-            let tmp = tempfile::tempdir().unwrap();
-            let root = tmp.path().join("root");
+            let (tmp, root) = crate::testing::temp_path("root");
             std::fs::create_dir_all(root.join("proc")).unwrap();
             std::fs::write(root.join("proc/cmdline"), line).unwrap();
             let mut log = crate::generator::Kmsg::open(&root);

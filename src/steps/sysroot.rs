@@ -747,8 +747,7 @@ mod tests {
 
     #[test]
     fn zeroing_the_header_empties_a_store() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("persist.img");
+        let (_d, f) = crate::testing::temp_path("persist.img");
         fs::write(&f, vec![0xAB; 256 << 10]).unwrap();
         zero_header(&f).unwrap();
         let got = fs::read(&f).unwrap();

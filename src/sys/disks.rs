@@ -614,8 +614,7 @@ mod tests {
 
     #[test]
     fn a_multipath_path_resolves_to_its_map() {
-        let d = tempfile::tempdir().unwrap();
-        let sys = d.path().join("sys/class/block");
+        let (d, sys) = crate::testing::temp_path("sys/class/block");
         std::fs::create_dir_all(sys.join("sda/holders/dm-0")).unwrap();
         std::fs::create_dir_all(sys.join("dm-0/dm")).unwrap();
         std::fs::write(sys.join("dm-0/dm/uuid"), "mpath-5e7c0de0\n").unwrap();

@@ -210,8 +210,7 @@ mod tests {
 
     #[test]
     fn copies_and_hashes_every_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("img");
+        let (_dir, p) = crate::testing::temp_path("img");
         let d = data(3 * CHUNK + 12345);
         let mut f = File::create(&p).unwrap();
         let mut src = Pieces {
@@ -229,8 +228,7 @@ mod tests {
 
     #[test]
     fn continues_a_hash_from_an_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("img");
+        let (_dir, p) = crate::testing::temp_path("img");
         let d = data(CHUNK + 99);
         let (head, tail) = d.split_at(1000);
         std::fs::write(&p, head).unwrap();

@@ -184,8 +184,7 @@ mod tests {
         if !Path::new(LOOP_CONTROL).exists() || !nix::unistd::geteuid().is_root() {
             return;
         }
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("img");
+        let (_d, f) = crate::testing::temp_path("img");
         std::fs::write(&f, vec![7u8; 1 << 20]).unwrap();
         let Ok(dev) = attach(&f, true) else {
             return; // a container may refuse loop devices

@@ -43,8 +43,7 @@ mod tests {
 
     #[test]
     fn a_consumed_secret_is_not_written_again() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("secrets/s.auth");
+        let (_d, p) = crate::testing::temp_path("secrets/s.auth");
         provide(&p, b"password=x\n").unwrap();
         assert_eq!(read(&p).unwrap(), "password=x");
         consume(&p);
