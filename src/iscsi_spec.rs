@@ -156,22 +156,38 @@ fn is_iscsi_name_start(f: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A netroot=iscsi: spec's server, port, LUN and target.
+    fn portal_lun_target(spec: &str) -> (Option<String>, u16, u32, String) {
+        let t = parse("netroot", spec).unwrap();
+        (t.server, t.port, t.lun, t.target)
+    }
+
     #[test]
     fn dracut_example() {
-        let t = parse("netroot", "192.168.50.1::::iqn.2009-06.dracut:target0").unwrap();
-        assert_eq!(t.server.as_deref(), Some("192.168.50.1"));
-        assert_eq!(t.port, 3260);
-        assert_eq!(t.lun, 0);
-        assert_eq!(t.target, "iqn.2009-06.dracut:target0");
-        assert!(t.chap.is_none());
+        let spec = "192.168.50.1::::iqn.2009-06.dracut:target0";
+        assert_eq!(
+            portal_lun_target(spec),
+            (
+                Some("192.168.50.1".into()),
+                3260,
+                0,
+                "iqn.2009-06.dracut:target0".into()
+            )
+        );
+        assert!(parse("netroot", spec).unwrap().chap.is_none());
     }
 
     #[test]
     fn ipv6_and_lun_and_port() {
-        let t = parse("netroot", "[2001:DB8::1]:6:3261:2:iqn.2009-06.dracut:t").unwrap();
-        assert_eq!(t.server.as_deref(), Some("2001:DB8::1"));
-        assert_eq!(t.port, 3261);
-        assert_eq!(t.lun, 2);
+        assert_eq!(
+            portal_lun_target("[2001:DB8::1]:6:3261:2:iqn.2009-06.dracut:t"),
+            (
+                Some("2001:DB8::1".into()),
+                3261,
+                2,
+                "iqn.2009-06.dracut:t".into()
+            )
+        );
     }
 
     #[test]

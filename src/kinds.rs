@@ -152,6 +152,15 @@ pub enum DiskId {
     Wwn(String),
 }
 
+impl fmt::Display for DiskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiskId::Serial(s) => write!(f, "serial:{s}"),
+            DiskId::Wwn(w) => write!(f, "wwn:{w}"),
+        }
+    }
+}
+
 impl FromStr for DiskId {
     type Err = String;
     fn from_str(item: &str) -> Result<DiskId, String> {
@@ -159,15 +168,6 @@ impl FromStr for DiskId {
             Some(("serial", s)) if !s.is_empty() => Ok(DiskId::Serial(s.to_string())),
             Some(("wwn", s)) if !s.is_empty() => Ok(DiskId::Wwn(s.to_ascii_lowercase())),
             _ => Err("expected serial:<serial> or wwn:<wwn>".to_string()),
-        }
-    }
-}
-
-impl fmt::Display for DiskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DiskId::Serial(s) => write!(f, "serial:{s}"),
-            DiskId::Wwn(w) => write!(f, "wwn:{w}"),
         }
     }
 }

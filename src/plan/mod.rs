@@ -44,7 +44,6 @@ pub struct Step {
     pub cmd: Cmd,
     /// Wipes, partitions or creates filesystems.
     pub destructive: bool,
-    pub net: Net,
     /// Units this one must follow and needs (Requires= + After=).
     pub requires: Vec<String>,
     /// Units this one follows and pulls in, but survives failing (Wants= + After=).
@@ -53,6 +52,8 @@ pub struct Step {
     /// logins, whose devices the step waits for itself, so a dead target
     /// does not hold up the boot.
     pub pulls: Vec<String>,
+    /// Needs the network up first (network-online.target).
+    pub net: Net,
     /// Units that must wait for this one (Before=).
     pub before: Vec<String>,
     /// `<target>.requires/` or `.wants/` symlinks.

@@ -162,6 +162,12 @@ mod tests {
         .unwrap()
     }
 
+    /// The key at `url`, retried for up to `secs` seconds; the error as text.
+    fn key(url: &str, secs: u64) -> Result<Vec<u8>, String> {
+        get_small(&ipv4_client(), url, "the key", Duration::from_secs(secs))
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn a_stalled_read_fails_after_the_read_timeout() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -190,29 +196,14 @@ mod tests {
     #[test]
     fn small_get_retries_a_busy_server() {
         let url = serve(vec![("503 Service Unavailable", ""), ("200 OK", "the-key")]);
-        let c = ipv4_client();
-        let got = get_small(
-            &c,
-            &format!("{url}/k?tok=s3cr3t"),
-            "the key",
-            Duration::from_secs(60),
-        );
-        assert_eq!(got.unwrap(), b"the-key");
+        assert_eq!(key(&format!("{url}/k?tok=s3cr3t"), 60).unwrap(), b"the-key");
     }
 
     #[test]
     fn small_get_fails_at_once_on_forbidden_and_hides_the_token() {
         let url = serve(vec![("403 Forbidden", "")]);
-        let c = ipv4_client();
         let t0 = Instant::now();
-        let e = get_small(
-            &c,
-            &format!("{url}/k?X-Amz-Signature=s3cr3t"),
-            "the key",
-            Duration::from_secs(60),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = key(&format!("{url}/k?X-Amz-Signature=s3cr3t"), 60).unwrap_err();
         assert!(e.contains("403") && e.contains("not retried"), "{e}");
         assert!(!e.contains("s3cr3t"), "{e}");
         // Not retried: no backoff wait happened (generous bound, not a timing test).
@@ -227,15 +218,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = ipv4_client();
-        let e = get_small(
-            &c,
-            &format!("http://127.0.0.1:{port}/k"),
-            "the key",
-            Duration::from_secs(1),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = key(&format!("http://127.0.0.1:{port}/k"), 1).unwrap_err();
         assert!(e.contains("gave up after"), "{e}");
     }
 }
