@@ -147,16 +147,16 @@ pub struct PlanArgs {
     /// The command line to plan for (default: /proc/cmdline).
     #[arg(long)]
     pub cmdline: Option<String>,
-    /// Site defaults (default: /etc/metalroot.conf if present).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
     /// Also scan this machine's disks and say, for each, whether the plan
     /// would wipe it, partition it or keep it, and why (reads sysfs only).
     #[arg(long)]
     pub scan_disks: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Site defaults (default: /etc/metalroot.conf if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 impl PlanArgs {

@@ -26,11 +26,11 @@ pub struct UnitState {
     pub description: String,
     pub active: String,
     pub sub: String,
-    /// A queued job (start/stop), when the boot still waits for it.
-    pub job: Option<String>,
+    pub exit_status: i32,
     /// Service Result= (success, exit-code, timeout, …).
     pub result: String,
-    pub exit_status: i32,
+    /// A queued job (start/stop), when the boot still waits for it.
+    pub job: Option<String>,
     pub status_text: String,
     /// The last error-level journal line of the unit (failed units only).
     pub error: Option<String>,

@@ -24,6 +24,7 @@ const DEFAULT_DEVICE_TIMEOUT: u64 = 90;
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct SysrootArgs {
+    // The image.
     /// The live medium holding <live-dir>/<image> (root=live:).
     #[arg(long)]
     pub live_device: Option<DevSpec>,
@@ -42,28 +43,47 @@ pub struct SysrootArgs {
     /// Boot-to-RAM mode: copy, squashfs or overlay (metal.ram).
     #[arg(long, value_enum)]
     pub ram: Option<RamMode>,
+    // Where.
+    /// Where to mount the root.
+    #[arg(long, default_value = SYSROOT)]
+    pub target: PathBuf,
+    /// Seconds to wait for a device to appear.
+    #[arg(long, default_value_t = DEFAULT_DEVICE_TIMEOUT)]
+    pub device_timeout: u64,
+    // A persistent overlay, or none.
+    /// Overlay directory or file on --overlay-device (rd.live.overlay=…:<path>).
+    #[arg(long)]
+    pub overlay_path: Option<String>,
+    /// OverlayFS even for an image that carries LiveOS/rootfs.img, which
+    /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
+    #[arg(long)]
+    pub overlayfs: bool,
     /// Persistent overlay device (rd.live.overlay=<devspec>).
     #[arg(long)]
     pub overlay_device: Option<DevSpec>,
-    /// Overlay directory or file on that device (rd.live.overlay=…:<path>).
+    /// No upper layer: the root is the read-only image (rd.live.overlay=none).
     #[arg(long)]
-    pub overlay_path: Option<String>,
+    pub no_overlay: bool,
     /// Empty the persistent overlay first (rd.live.overlay.reset).
     #[arg(long)]
     pub overlay_reset: bool,
     /// Mount the persistent overlay read-only (rd.live.overlay.readonly).
     #[arg(long)]
     pub overlay_readonly: bool,
-    /// OverlayFS even for an image that carries LiveOS/rootfs.img, which
-    /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
+    // A root that is not an image.
+    /// The root is a whole iSCSI LUN of this target.
     #[arg(long)]
-    pub overlayfs: bool,
-    /// No upper layer: the root is the read-only image (rd.live.overlay=none).
-    #[arg(long)]
-    pub no_overlay: bool,
+    pub iscsi_lun: Option<String>,
+    /// The LUN of --iscsi-lun.
+    #[arg(long, default_value_t = 0)]
+    pub lun: u32,
+    // The upper layer.
     /// tmpfs or zram upper layer (metal.overlay).
     #[arg(long, value_enum)]
     pub upper: Option<Upper>,
+    /// Size of a tmpfs upper layer, in MiB (rd.live.overlay.size).
+    #[arg(long, default_value_t = DEFAULT_OVERLAY_SIZE_MIB)]
+    pub tmpfs_size_mib: u64,
     /// Size of the zram device: N[KMGT] or N% of RAM (metal.zram-size).
     #[arg(long)]
     pub zram_size: Option<Size>,
@@ -73,27 +93,12 @@ pub struct SysrootArgs {
     /// Filesystem on the zram device (metal.zram-fs).
     #[arg(long, value_enum)]
     pub zram_fs: Option<ZramFs>,
-    /// Size of a tmpfs upper layer, in MiB (rd.live.overlay.size).
-    #[arg(long, default_value_t = DEFAULT_OVERLAY_SIZE_MIB)]
-    pub tmpfs_size_mib: u64,
+    /// Lower device of /var (seed 001), with --lower-device.
+    #[arg(long)]
+    pub var_lower_device: Option<DevSpec>,
     /// Lower device of / (seed 001).
     #[arg(long)]
     pub lower_device: Option<DevSpec>,
-    /// Lower device of /var (seed 001).
-    #[arg(long)]
-    pub var_lower_device: Option<DevSpec>,
-    /// The root is a whole iSCSI LUN of this target.
-    #[arg(long)]
-    pub iscsi_lun: Option<String>,
-    /// The LUN of --iscsi-lun.
-    #[arg(long, default_value_t = 0)]
-    pub lun: u32,
-    /// Where to mount the root.
-    #[arg(long, default_value = SYSROOT)]
-    pub target: PathBuf,
-    /// Seconds to wait for a device to appear.
-    #[arg(long, default_value_t = DEFAULT_DEVICE_TIMEOUT)]
-    pub device_timeout: u64,
 }
 
 impl Default for SysrootArgs {
