@@ -8,6 +8,9 @@
 //! is the failing unit a refused command line gets,
 //! `metalroot-cmdline-error.service`, required by initrd-root-fs.target.
 
+#[path = "common/verify.rs"]
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -120,24 +123,17 @@ fn assert_failing_unit(dir: &Path, cause: &str) {
     verify(&unit);
 }
 
-/// `systemd-analyze verify`, with ExecStart= pointed at the built binary.
+/// `systemd-analyze verify` of one written unit.
 fn verify(unit: &Path) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let copy = tmp.path().join(unit.file_name().expect("name"));
-    let text = fs::read_to_string(unit)
-        .expect("unit")
-        .replace("/usr/bin/metalroot", env!("CARGO_BIN_EXE_metalroot"));
-    fs::write(&copy, text).expect("write");
-    let o = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&copy)
-        .output()
-        .expect("systemd-analyze is required (apt-get install systemd)");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success() && stderr.trim().is_empty(),
-        "verify: {stderr}"
-    );
+    let name = unit
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let text = fs::read_to_string(unit).expect("unit");
+    if let Err(e) = common::verify(&[(name, text)], "/usr/bin/metalroot") {
+        panic!("verify: {e}");
+    }
 }
 
 /// The kmsg line: error priority, the generator's name, the cause.
@@ -203,13 +199,19 @@ fn a_bad_disk_count_refuses_only_the_wipe_with_a_warning() {
     );
 }
 
+/// Runs the generator with a directory where it reads or writes `file`:
+/// it must fail with exit status 1.
+fn fails_with_a_directory_at(f: &Fake, file: PathBuf) {
+    fs::create_dir_all(file).expect("mkdir");
+    let o = f.run_systemd_style(&[]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
 #[test]
 fn an_io_error_leaves_the_failing_unit_and_a_kmsg_line() {
     let f = fake(SEED000);
     // /etc/metalroot.conf unreadable: a directory.
-    fs::create_dir_all(f.root.join("etc/metalroot.conf")).expect("mkdir");
-    let o = f.run_systemd_style(&[]);
-    assert_eq!(o.status.code(), Some(1));
+    fails_with_a_directory_at(&f, f.root.join("etc/metalroot.conf"));
     let cause = "metalroot.conf: Is a directory";
     assert_kmsg_error(&f.kmsg(), cause);
     assert_failing_unit(&f.out, cause);
@@ -222,9 +224,7 @@ fn a_write_error_removes_the_half_written_plan() {
     let f = fake(SEED000);
     // The sysroot unit cannot be written (a directory is in its place):
     // the wipe and layout units written before it must not stay behind.
-    fs::create_dir_all(f.out.join("metalroot-sysroot.service/x")).expect("mkdir");
-    let o = f.run_systemd_style(&[]);
-    assert_eq!(o.status.code(), Some(1));
+    fails_with_a_directory_at(&f, f.out.join("metalroot-sysroot.service/x"));
     assert!(!f.out.join("metalroot-wipe.service").exists());
     assert!(!f.out.join("metalroot-layout.service").exists());
     assert!(f.out.join("metalroot-cmdline-error.service").exists());

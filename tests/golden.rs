@@ -8,13 +8,15 @@
 //! parameter appears in any unit, and a refused command line yields no
 //! destructive unit.
 
+#[path = "common/verify.rs"]
+mod common;
+
 use clap::Parser;
 use metalroot::cli::Cli;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -220,43 +222,19 @@ fn refused_command_lines_write_only_the_failing_unit() {
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        panic!("systemd-analyze is required (apt-get install systemd)");
-    }
-    let bin = env!("CARGO_BIN_EXE_metalroot");
     for case in cases() {
-        let (tmp, _root, out) = generate(&case);
-        let units: Vec<PathBuf> = tree(&out)
+        let (_tmp, _root, out) = generate(&case);
+        let units: Vec<(String, String)> = tree(&out)
             .into_iter()
             .filter(|(k, v)| k.ends_with(".service") && v.starts_with("file:"))
-            .map(|(k, v)| {
-                // verify checks that ExecStart's binary exists: point it at ours.
-                let p = tmp.path().join("verify").join(&k);
-                fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-                fs::write(&p, v["file:".len()..].replace(metalroot::plan::BIN, bin))
-                    .expect("write");
-                p
-            })
+            .map(|(k, v)| (k, v["file:".len()..].to_string()))
             .collect();
         if units.is_empty() {
             continue;
         }
-        let o = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg("--man=no")
-            .args(&units)
-            .output()
-            .expect("systemd-analyze runs");
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            o.status.success() && stderr.trim().is_empty(),
-            "{}: systemd-analyze verify failed:\n{stderr}",
-            case.display()
-        );
+        if let Err(e) = common::verify(&units, metalroot::plan::BIN) {
+            panic!("{}: systemd-analyze verify failed:\n{e}", case.display());
+        }
     }
 }
 
