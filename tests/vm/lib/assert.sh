@@ -34,6 +34,11 @@ assert_eq() { # assert_eq ACTUAL EXPECTED DESCRIPTION
     fi
 }
 
+# assert_marker_boots N WHAT: the write-marker hook's file holds N boots.
+assert_marker_boots() {
+    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" "$1" "$2"
+}
+
 assert_file_exists() { # FILE (relative to $RESULTS)
     if [[ -e "$RESULTS/$1" ]]; then pass "$1 exists"; else fail "$1 missing in $RESULTS"; fi
 }
@@ -85,6 +90,13 @@ assert_report() {
     assert_file_exists REPORT
     assert_file_exists MULTI_USER_REACHED
     assert_file_exists DONE
+}
+
+# boot_reaches_root VM_BOOT_ARGS...: a boot that must reach the real root:
+# the guest's report is the verdict, not vm_boot's status.
+boot_reaches_root() {
+    vm_boot "$@" || true
+    assert_report
 }
 
 # The initrd failed into emergency.target and its reporter ran.

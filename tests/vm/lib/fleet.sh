@@ -94,14 +94,20 @@ fleet_net_args() {
         "rd.neednet=1"
 }
 
-# fleet_peers [PORT]: the K nodes as IP:PORT,IP:PORT,...
-fleet_peers() {
+# fleet_node_ips [SUFFIX]: the K nodes' LAN addresses, each followed by
+# SUFFIX, comma-separated.
+fleet_node_ips() {
     local i out=()
     for ((i = 1; i <= FLEET_K; i++)); do
-        out+=("$(fleet_node_ip "$i"):${1:-6881}")
+        out+=("$(fleet_node_ip "$i")$1")
     done
     local IFS=,
     echo "${out[*]}"
+}
+
+# fleet_peers [PORT]: the K nodes as IP:PORT,IP:PORT,...
+fleet_peers() {
+    fleet_node_ips ":${1:-6881}"
 }
 
 # fleet_lan_hook_args: the guest hook fleet-lan (guest/hooks/fleet-lan):
@@ -109,12 +115,7 @@ fleet_peers() {
 # at a barrier (fleet_boot releases it once every node has probed or
 # ended), so no node powers off while another still needs it.
 fleet_lan_hook_args() {
-    local i ips=()
-    for ((i = 1; i <= FLEET_K; i++)); do
-        ips+=("$(fleet_node_ip "$i")")
-    done
-    local IFS=,
-    echo "metaltest.hook=fleet-lan metaltest.fleet-peers=${ips[*]}" \
+    echo "metaltest.hook=fleet-lan metaltest.fleet-peers=$(fleet_node_ips)" \
         "metaltest.fleet-host=10.0.2.2:$HTTP_PORT metaltest.fleet-release=$FLEET_BARRIER_FILE" \
         "metaltest.fleet-wait=$((600 * VM_TIMEOUT_SCALE))"
 }
@@ -304,11 +305,9 @@ http {
 }
 EOF
     : >"$FLEET_ORIGIN_DIR/access.log"
-    nginx -p "$FLEET_ORIGIN_DIR" -e "$FLEET_ORIGIN_DIR/error.log" -c "$FLEET_ORIGIN_DIR/nginx.conf" \
-        </dev/null >>"$FLEET_ORIGIN_DIR/stdout.log" 2>&1 9>&- &
-    _FLEET_ORIGIN_PID=$!
-    wait_port "$FLEET_ORIGIN_PORT" 10 ||
-        { cat "$FLEET_ORIGIN_DIR/error.log" >&2; die "the fleet's origin nginx did not start"; }
+    spawn_listening _FLEET_ORIGIN_PID "$FLEET_ORIGIN_PORT" 10 "$FLEET_ORIGIN_DIR/error.log" \
+        "the fleet's origin nginx" \
+        nginx -p "$FLEET_ORIGIN_DIR" -e "$FLEET_ORIGIN_DIR/error.log" -c "$FLEET_ORIGIN_DIR/nginx.conf"
     log "fleet: origin nginx on 127.0.0.1:$FLEET_ORIGIN_PORT (guests: $FLEET_ORIGIN_URL), pid $_FLEET_ORIGIN_PID"
 }
 
@@ -422,12 +421,10 @@ fleet_seed_start() {
     # 127.0.0.1, so every guest's connection comes from there (the seed
     # cannot reach the guests itself: they are behind the user network).
     echo "$bin seed --torrent $torrent --file $file --listen 127.0.0.1:$FLEET_SEED_PORT --allow 127.0.0.1/32 $*" >"$dir/cmd"
-    "$bin" seed --torrent "$torrent" --file "$file" --listen "127.0.0.1:$FLEET_SEED_PORT" \
-        --allow 127.0.0.1/32 "$@" \
-        </dev/null >>"$dir/seed.log" 2>&1 9>&- &
-    _FLEET_SEED_PID=$!
-    wait_port "$FLEET_SEED_PORT" 20 ||
-        { cat "$dir/seed.log" >&2; die "metalroot-torrent seed did not listen on 127.0.0.1:$FLEET_SEED_PORT"; }
+    spawn_listening _FLEET_SEED_PID "$FLEET_SEED_PORT" 20 "$dir/seed.log" \
+        "metalroot-torrent seed (to listen on 127.0.0.1:$FLEET_SEED_PORT)" \
+        "$bin" seed --torrent "$torrent" --file "$file" --listen "127.0.0.1:$FLEET_SEED_PORT" \
+        --allow 127.0.0.1/32 "$@"
     log "fleet: seed on 127.0.0.1:$FLEET_SEED_PORT (guests: 10.0.2.2:$FLEET_SEED_PORT), pid $_FLEET_SEED_PID"
 }
 

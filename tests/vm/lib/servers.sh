@@ -60,6 +60,19 @@ wait_port() {
     return 1
 }
 
+# spawn_listening PIDVAR PORT SECONDS LOG WHAT CMD...: CMD in the
+# background (no stdin, output appended to LOG, without the run's lock on
+# fd 9), its pid in PIDVAR; waits up to SECONDS for 127.0.0.1:PORT, else
+# shows LOG and dies: WHAT did not start.
+spawn_listening() {
+    local -n _spawned_pid=$1
+    local port=$2 secs=$3 out=$4 what=$5
+    shift 5
+    "$@" </dev/null >>"$out" 2>&1 9>&- &
+    _spawned_pid=$!
+    wait_port "$port" "$secs" || { cat "$out" >&2; die "$what did not start"; }
+}
+
 port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -123,10 +136,8 @@ _start_nginx() {
 }
 
 _start_faultserver() {
-    python3 "$VM_DIR/faultserver.py" --root "$WWW" --bind 127.0.0.1 --port "$FAULT_PORT" \
-        </dev/null >>"$SERVERS_DIR/faultserver.log" 2>&1 9>&- &
-    _FAULT_PID=$!
-    wait_port "$FAULT_PORT" 10 || { cat "$SERVERS_DIR/faultserver.log" >&2; die "faultserver did not start"; }
+    spawn_listening _FAULT_PID "$FAULT_PORT" 10 "$SERVERS_DIR/faultserver.log" faultserver \
+        python3 "$VM_DIR/faultserver.py" --root "$WWW" --bind 127.0.0.1 --port "$FAULT_PORT"
 }
 
 _tgtadm() {

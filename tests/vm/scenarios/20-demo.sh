@@ -55,8 +55,7 @@ demo_boot() {
     publish_image
     vm_add_scsi "$(vm_disk "$initrd-disk0" 400G)" DEMO-SCSI-0
     vm_add_nvme "$(vm_disk "$initrd-disk1" 400G)" DEMO-NVME-1
-    vm_boot --initrd "$initrd" --append "$DEMO_CMDLINE metaltest.hook=write-marker" --timeout 420 || true
-    assert_report
+    boot_reaches_root --initrd "$initrd" --append "$DEMO_CMDLINE metaltest.hook=write-marker" --timeout 420
     assert_system_state running degraded
     # The layout seed 000 describes, built by the guest.
     assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "BOOT, SQFS and ROOT as raid1"

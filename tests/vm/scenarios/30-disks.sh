@@ -14,12 +14,38 @@ disk_fingerprint() {
     printf '%s %s\n' "$(head -c 16M "$1" | sha256sum | cut -d' ' -f1)" "$(du -B1 "$1" | cut -f1)"
 }
 
+# vm_add_blank_pair PREFIX: two new blank disks of DISK_SIZE, a and b,
+# attached with the serials PREFIX-A and PREFIX-B.
+vm_add_blank_pair() {
+    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" "$1-A"
+    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" "$1-B"
+}
+
 # A disk with a filesystem on it, as a stand-in for data that must survive.
 data_disk() { # NAME SIZE LABEL
     local img
     img="$(vm_disk "$1" "$2")"
     mkfs.ext4 -q -F -L "$3" "$img" >/dev/null
     echo "$img"
+}
+
+# attach_data_pair X Y SIZE LABEL SERIAL: disks X and Y of SIZE holding
+# data (labels LABEL-X, LABEL-Y; serials SERIAL-X, SERIAL-Y); DATA_PAIR is
+# their paths and DATA_BEFORE their fingerprints, for data_pair_unchanged.
+attach_data_pair() {
+    local x y
+    x="$(data_disk "$1" "$3" "$4-${1^^}")"
+    y="$(data_disk "$2" "$3" "$4-${2^^}")"
+    DATA_PAIR=("$x" "$y")
+    DATA_BEFORE="$(disk_fingerprint "$x") $(disk_fingerprint "$y")"
+    vm_add_scsi "$x" "$5-${1^^}"
+    vm_add_scsi "$y" "$5-${2^^}"
+}
+
+# data_pair_unchanged WHAT: the check that attach_data_pair's disks are as
+# they were.
+data_pair_unchanged() {
+    assert_eq "$(disk_fingerprint "${DATA_PAIR[0]}") $(disk_fingerprint "${DATA_PAIR[1]}")" "$DATA_BEFORE" "$1"
 }
 
 scenario_disks_degraded() {
@@ -29,26 +55,23 @@ scenario_disks_degraded() {
     b="$(vm_disk b "$DISK_SIZE")"
     vm_add_scsi "$a" DEGRADED-A
     vm_add_scsi "$b" DEGRADED-B
-    vm_boot --append "$DISKS_CMDLINE metaltest.hook=write-marker" || true
-    assert_report
+    boot_reaches_root --append "$DISKS_CMDLINE metaltest.hook=write-marker"
     # Boot 2: disk B is gone.
     vm_detach_disks
     vm_add_scsi "$a" DEGRADED-A
     # metal.keep-layout=1: with metal.no-wipe=0 alone a paved node is paved
     # again (dracut-metal-mdsquash's behaviour), which one disk cannot hold.
-    vm_boot --append "$DISKS_CMDLINE metal.keep-layout=1 metaltest.hook=read-marker" || true
-    assert_report
+    boot_reaches_root --append "$DISKS_CMDLINE metal.keep-layout=1 metaltest.hook=read-marker"
     assert_journal_contains "reusing the existing layout"
     assert_mdstat_contains "\[2/1\]"
     assert_report_mount LiveOS_rootfs / overlay
-    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "boot 1's data kept on the degraded arrays"
+    assert_marker_boots 1 "boot 1's data kept on the degraded arrays"
 }
 
 scenario_disks_single() {
     publish_image
     vm_add_scsi "$(vm_disk a "$DISK_SIZE")" SINGLE-A
-    vm_boot --append "metal.disks=1 $DISKS_CMDLINE" || true
-    assert_report
+    boot_reaches_root --append "metal.disks=1 $DISKS_CMDLINE"
     assert_eq "$(grep -c '^md.* : active raid1' "$RESULTS/mdstat")" 3 "three one-member raid1 arrays"
     assert_eq "$(grep -c '^md.* : active raid0' "$RESULTS/mdstat")" 1 "a one-member AUX stripe"
     assert_mdstat_contains "\[1/1\] \[U\]"
@@ -57,41 +80,29 @@ scenario_disks_single() {
 
 scenario_disks_dry() {
     publish_image
-    local a b before
-    a="$(data_disk a "$DISK_SIZE" OLDDATA-A)"
-    b="$(data_disk b "$DISK_SIZE" OLDDATA-B)"
-    before="$(disk_fingerprint "$a") $(disk_fingerprint "$b")"
-    vm_add_scsi "$a" DRY-A
-    vm_add_scsi "$b" DRY-B
+    attach_data_pair a b "$DISK_SIZE" OLDDATA DRY
     vm_boot --timeout 240 --append "metal.dry-run=1 $DISKS_CMDLINE" || true
     assert_emergency
     assert_journal_contains "would partition /dev/sda"
     assert_journal_contains "would partition /dev/sdb"
     assert_journal_contains "dry run \(metal.dry-run=1\): nothing was wiped"
     assert_journal_contains "metal.dry-run=1"
-    assert_eq "$(disk_fingerprint "$a") $(disk_fingerprint "$b")" "$before" "both disks unchanged"
+    data_pair_unchanged "both disks unchanged"
 }
 
 scenario_disks_no_wipe() {
     publish_image
-    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" NOWIPE-A
-    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" NOWIPE-B
-    vm_boot --append "metal.no-wipe=1 $DISKS_CMDLINE" || true
-    assert_report
+    vm_add_blank_pair NOWIPE
+    boot_reaches_root --append "metal.no-wipe=1 $DISKS_CMDLINE"
     assert_journal_not_contains "Warning: local storage device wipe commencing"
     assert_eq "$(grep -c '^md.* : active raid[01]' "$RESULTS/mdstat")" 4 "layout built on the blank disks"
     # Boot 2: a disk with data and metal.no-wipe=1 is refused, not paved.
     vm_detach_disks
-    local c d before
-    c="$(data_disk c "$DISK_SIZE" KEEPME-C)"
-    d="$(data_disk d "$DISK_SIZE" KEEPME-D)"
-    before="$(disk_fingerprint "$c") $(disk_fingerprint "$d")"
-    vm_add_scsi "$c" NOWIPE-C
-    vm_add_scsi "$d" NOWIPE-D
+    attach_data_pair c d "$DISK_SIZE" KEEPME NOWIPE
     vm_boot --timeout 240 --append "metal.no-wipe=1 $DISKS_CMDLINE" || true
     assert_emergency
     assert_journal_contains "metal.no-wipe=1 and /dev/sd[ab] still holds signatures"
-    assert_eq "$(disk_fingerprint "$c") $(disk_fingerprint "$d")" "$before" "disks with data untouched"
+    data_pair_unchanged "disks with data untouched"
 }
 
 # A USB stick, a small disk and an iSCSI LUN (logged in before the disks are
@@ -132,16 +143,13 @@ rd.iscsi.param=node.session.timeo.replacement_timeout=5" || true
 scenario_disks_dirty() {
     publish_image
     local cmd1="metal.server=http://10.0.2.2:8080/ $DISKS_BASE"
-    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" DIRTY-A
-    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" DIRTY-B
+    vm_add_blank_pair DIRTY
     vm_add_scsi "$(vm_disk c "$DISK_SIZE")" DIRTY-CEPH
-    vm_boot --append "$cmd1 metaltest.hook=make-ceph-vg" || true
-    assert_report
+    boot_reaches_root --append "$cmd1 metaltest.hook=make-ceph-vg"
     assert_file_contains vgs "metalvg0"
     assert_file_contains hooks/make-ceph-vg.log "ceph-metaltest"
     local cmd2="metal.server=http://10.0.2.2:8080/ root=live:LABEL=SQFS2 rd.live.overlay=LABEL=ROOT2 rd.live.overlay.overlayfs=1 metal.wipe-delay=2 ip=dhcp rd.neednet=1"
-    vm_boot --append "$cmd2" || true
-    assert_report
+    boot_reaches_root --append "$cmd2"
     assert_journal_contains "removing volume group \[ceph-metaltest\]"
     assert_journal_contains "removing volume group \[metalvg0\]"
     assert_journal_contains "targeting the following RAID\(s\): \[/dev/md"
@@ -157,37 +165,27 @@ scenario_disks_dirty() {
 # naming the sizes.
 scenario_preflight_small_disks() {
     publish_image
-    local a b before
-    a="$(data_disk a 200G SMALLA)"
-    b="$(data_disk b 200G SMALLB)"
-    before="$(disk_fingerprint "$a") $(disk_fingerprint "$b")"
-    vm_add_scsi "$a" SMALL-A
-    vm_add_scsi "$b" SMALL-B
+    attach_data_pair a b 200G SMALL SMALL
     vm_boot --append "$DISKS_CMDLINE" || true
     assert_emergency
     assert_journal_contains "preflight failed: metal.disks=2: only 0 eligible disk\(s\) of 375809638400 bytes \(350 GiB"
     assert_journal_contains "preflight failed: /dev/sd[ab] has 214748364800 bytes, below 375809638400: not taken for the arrays"
     assert_journal_contains "preflight failed, nothing was wiped \(3 check\(s\); metal.wipe-anyway=1 wipes regardless\)"
     assert_journal_not_contains "local storage device wipe commencing"
-    assert_eq "$(disk_fingerprint "$a") $(disk_fingerprint "$b")" "$before" "both disks untouched"
+    data_pair_unchanged "both disks untouched"
 }
 
 # The image server does not answer (nothing listens on port 9): the disks,
 # large enough and holding data, are not wiped, and the message names the
 # server and metal.fetch-timeout.
 scenario_preflight_no_server() {
-    local a b before
-    a="$(data_disk a "$DISK_SIZE" DATAA)"
-    b="$(data_disk b "$DISK_SIZE" DATAB)"
-    before="$(disk_fingerprint "$a") $(disk_fingerprint "$b")"
-    vm_add_scsi "$a" NOSRV-A
-    vm_add_scsi "$b" NOSRV-B
+    attach_data_pair a b "$DISK_SIZE" DATA NOSRV
     vm_boot --append "metal.server=http://10.0.2.2:9/ metal.fetch-timeout=20 $DISKS_BASE" || true
     assert_emergency
     assert_journal_contains "preflight: the image answered from no source .*nothing is wiped; retrying in"
     assert_journal_contains "preflight failed: metal.server: the image answered from no source within metal.fetch-timeout=20 s \(http://10.0.2.2:9/squashfs.img"
     assert_journal_not_contains "local storage device wipe commencing"
-    assert_eq "$(disk_fingerprint "$a") $(disk_fingerprint "$b")" "$before" "both disks untouched"
+    data_pair_unchanged "both disks untouched"
 }
 
 # Issue 19: a paved node is paved again (metal.no-wipe=0) while the image
@@ -198,10 +196,8 @@ scenario_preflight_no_server() {
 scenario_preflight_server_down() {
     publish_image
     local cmd="metal.server=http://10.0.2.2:8081/ metal.fetch-timeout=300 $DISKS_BASE"
-    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" DOWN-A
-    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" DOWN-B
-    vm_boot --append "$cmd metaltest.hook=write-marker" || true
-    assert_report
+    vm_add_blank_pair DOWN
+    boot_reaches_root --append "$cmd metaltest.hook=write-marker"
 
     fault_reset
     fault_control '{"path": "/", "status": 503, "fail_count": -1}'

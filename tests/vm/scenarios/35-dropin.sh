@@ -21,10 +21,8 @@ md_member_serials() {
 # disks-fresh: the mkosi initrd, four mirrored arrays, the hand-over.)
 scenario_dropin_lenient() {
     publish_image
-    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" FRESH-A
-    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" FRESH-B
-    vm_boot --initrd mkosi --append "$DISKS_CMDLINE metal.wipe-delay=1 metal.min-disk-size=0 metal.ipv4=enabled metal.fancy-new-thing=1 metaltest.hook=pave-facts" || true
-    assert_report
+    vm_add_blank_pair FRESH
+    boot_reaches_root --initrd mkosi --append "$DISKS_CMDLINE metal.wipe-delay=1 metal.min-disk-size=0 metal.ipv4=enabled metal.fancy-new-thing=1 metaltest.hook=pave-facts"
     assert_journal_contains 'warning: metal.wipe-delay="1": must be between 2 and 60; using 5, as dracut-metal-mdsquash does'
     assert_journal_contains 'warning: metal.ipv4="enabled": dracut reads any value but 0, no and off as true'
     assert_journal_contains 'warning: metal.fancy-new-thing="1": unknown metal.\* parameter, ignored'
@@ -88,8 +86,7 @@ scenario_dropin_repave() {
     vm_add_scsi "$a" REPAVE-A
     vm_add_scsi "$b" REPAVE-B
     vm_add_scsi "$c" REPAVE-C
-    vm_boot --append "$cmd metal.no-wipe=0 metaltest.hook=write-marker" || true
-    assert_report
+    boot_reaches_root --append "$cmd metal.no-wipe=0 metaltest.hook=write-marker"
     assert_journal_contains "pave: metal.no-wipe=0: the disks are wiped and paved on every boot"
     assert_eq "$(md_member_serials)" "REPAVE-A REPAVE-B" "boot 1 paved the two disks first by serial"
     local uuids1
@@ -100,8 +97,7 @@ scenario_dropin_repave() {
     vm_add_scsi "$b" REPAVE-B
     vm_add_scsi "$a" REPAVE-A
     fault_reset
-    vm_boot --append "$cmd metal.no-wipe=0 metaltest.hook=read-marker metaltest.hook=write-marker" || true
-    assert_report
+    boot_reaches_root --append "$cmd metal.no-wipe=0 metaltest.hook=read-marker metaltest.hook=write-marker"
     assert_journal_contains "an existing layout; metal.no-wipe=0 wipes and paves it again, as dracut-metal-mdsquash does"
     assert_journal_contains "Warning: local storage device wipe commencing"
     assert_file_exists marker/NONE
@@ -114,15 +110,14 @@ scenario_dropin_repave() {
     check "boot 2 fetched the image again ($served of $size+ bytes)" test "$served" -ge "$size"
 
     fault_reset
-    vm_boot --append "$cmd metal.keep-layout=1 metaltest.hook=read-marker metaltest.hook=write-marker" || true
-    assert_report
+    boot_reaches_root --append "$cmd metal.keep-layout=1 metaltest.hook=read-marker metaltest.hook=write-marker"
     assert_journal_contains "pave: metal.keep-layout=1 \(metalroot's own, opt-in\)"
     assert_journal_contains "reusing the existing layout"
     assert_journal_contains "an existing layout, nothing is wiped \(metal.keep-layout=1\)"
     assert_journal_not_contains "Warning: local storage device wipe commencing"
     assert_journal_contains "unchanged on the server"
     assert_file_exists marker/marker
-    assert_eq "$(wc -l <"$RESULTS/marker/boots")" 1 "boot 2's marker survived in the overlay"
+    assert_marker_boots 1 "boot 2's marker survived in the overlay"
     assert_eq "$(grep -o 'UUID="[^"]*"' "$RESULTS/blkid" | sort | tr '\n' ' ')" "$uuids2" "same arrays and filesystems as boot 2"
     served=$(fault_stats | jq -r .body_bytes)
     check "boot 3 fetched <= 1 MiB ($served bytes served)" test "$served" -le $((1024 * 1024))
@@ -140,8 +135,7 @@ scenario_dropin_repave() {
     (cd "$WWW" && sha256sum squashfs.img >squashfs.img.sha256)
     size=$(stat -c %s "$WWW/squashfs.img")
     fault_reset
-    vm_boot --append "$cmd metal.keep-layout=1 metaltest.hook=read-marker metaltest.hook=image-version" || true
-    assert_report
+    boot_reaches_root --append "$cmd metal.keep-layout=1 metaltest.hook=read-marker metaltest.hook=image-version"
     assert_file_contains image-version "^v2$"
     assert_journal_contains "sha256 verified"
     assert_file_exists marker/marker
@@ -155,10 +149,8 @@ scenario_dropin_repave() {
 # fresh disks and boots the image with its persistent overlay.
 scenario_dropin_seed000_lines() {
     publish_image
-    vm_add_scsi "$(vm_disk a "$DISK_SIZE")" SEED-A
-    vm_add_scsi "$(vm_disk b "$DISK_SIZE")" SEED-B
-    vm_boot --append "metal.server=http://10.0.2.2:8080/ root=live:LABEL=SQFSRAID" || true
-    assert_report
+    vm_add_blank_pair SEED
+    boot_reaches_root --append "metal.server=http://10.0.2.2:8080/ root=live:LABEL=SQFSRAID"
     assert_file_not_contains cmdline "ip=|rd.neednet"
     assert_journal_contains "no ip= on the command line: DHCP on every Ethernet link"
     assert_journal_contains "Finished metalroot-dhcp.service"

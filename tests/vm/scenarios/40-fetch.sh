@@ -15,8 +15,7 @@ scenario_fetch_resume() {
     # also matches the .sha256 sidecar, which is fetched first (and too short
     # to be cut): hence two requests.
     fault_control "{\"path\": \"/squashfs.img\", \"cut_at\": $((size / 2)), \"fail_count\": 2}"
-    vm_boot --append "metal.server=http://10.0.2.2:8081/ metal.ram=overlay $FETCH_NET" || true
-    assert_report
+    boot_reaches_root --append "metal.server=http://10.0.2.2:8081/ metal.ram=overlay $FETCH_NET"
     assert_journal_contains "resuming http://10.0.2.2:8081/squashfs.img at byte [0-9]+"
     assert_journal_contains "sha256 verified"
     assert_report_mount LiveOS_rootfs / overlay
@@ -42,8 +41,7 @@ scenario_fetch_corrupt() {
 scenario_fetch_mirror_failover() {
     publish_image
     # The first server is dead (nothing listens on port 9).
-    vm_boot --append "metal.server=http://10.0.2.2:9/ metal.server=http://10.0.2.2:8080/ metal.ram=overlay $FETCH_NET" || true
-    assert_report
+    boot_reaches_root --append "metal.server=http://10.0.2.2:9/ metal.server=http://10.0.2.2:8080/ metal.ram=overlay $FETCH_NET"
     assert_journal_contains "fetch from http://10.0.2.2:9/squashfs.img failed"
     assert_journal_contains "failing over to the next server"
     assert_journal_contains "fetched http://10.0.2.2:8080/squashfs.img"
@@ -52,8 +50,7 @@ scenario_fetch_mirror_failover() {
 
 scenario_fetch_https() {
     publish_image
-    vm_boot --append "metal.server=https://10.0.2.2:8443/ metal.ram=squashfs $FETCH_NET" || true
-    assert_report
+    boot_reaches_root --append "metal.server=https://10.0.2.2:8443/ metal.ram=squashfs $FETCH_NET"
     assert_journal_contains "fetched https://10.0.2.2:8443/squashfs.img"
     assert_journal_contains "sha256 verified"
     assert_report_mount "~^/dev/loop" / squashfs
@@ -81,8 +78,7 @@ scenario_fetch_label() {
     vm_add_scsi "$(vm_disk a 400G)" LABEL-A
     vm_add_scsi "$(vm_disk b 400G)" LABEL-B
     vm_add_usb "$stick" LABEL-USB
-    vm_boot --initrd "$(trust_initrd dracut)" --append "metal.server=file://images?LABEL=IMGUSB metal.sha256=$sum metal.aux-md-size=0 root=live:LABEL=SQFSRAID rd.live.overlay=LABEL=ROOTRAID metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25" || true
-    assert_report
+    boot_reaches_root --initrd "$(trust_initrd dracut)" --append "metal.server=file://images?LABEL=IMGUSB metal.sha256=$sum metal.aux-md-size=0 root=live:LABEL=SQFSRAID rd.live.overlay=LABEL=ROOTRAID metal.wipe-delay=2 metal.sqfs-md-size=25 metal.oval-md-size=25"
     assert_journal_contains "fetched file://images\?LABEL=IMGUSB"
     assert_journal_contains "sha256 verified: $sum"
     assert_journal_contains "preflight: the image answers at file://images\?[^ ]*, signed by a trusted key"

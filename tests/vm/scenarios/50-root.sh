@@ -19,8 +19,7 @@ live_medium() {
 # A tmpfs upper, and rd.live.ram=1: the image is copied to RAM first.
 scenario_root_tmpfs() {
     vm_add_scsi "$(live_medium live LIVEMEDIA)" ROOT-LIVE
-    vm_boot --append "root=live:LABEL=LIVEMEDIA rd.live.image rd.live.ram=1 rd.live.overlay.overlayfs=1 rd.live.overlay.size=512" || true
-    assert_report
+    boot_reaches_root --append "root=live:LABEL=LIVEMEDIA rd.live.image rd.live.ram=1 rd.live.overlay.overlayfs=1 rd.live.overlay.size=512"
     assert_report_mount LiveOS_rootfs / overlay
     assert_report_mount tmpfs /run/initramfs/tmpfs-overlay tmpfs
     check "tmpfs upper is 512 MiB (rd.live.overlay.size)" \
@@ -33,8 +32,7 @@ scenario_root_tmpfs() {
 # RAM by the fetch step, then mounted.
 scenario_root_zram() {
     publish_image
-    vm_boot --append "root=live:http://10.0.2.2:8080/squashfs.img rd.live.image metal.overlay=zram metal.zram-size=512M metal.zram-fs=xfs ip=dhcp rd.neednet=1" || true
-    assert_report
+    boot_reaches_root --append "root=live:http://10.0.2.2:8080/squashfs.img rd.live.image metal.overlay=zram metal.zram-size=512M metal.zram-fs=xfs ip=dhcp rd.neednet=1"
     assert_journal_contains "Finished metalroot-fetch.service"
     assert_report_mount "~^/dev/loop" /run/rootfsbase squashfs
     assert_report_mount LiveOS_rootfs / overlay
@@ -53,21 +51,23 @@ scenario_root_persist_root_reset() {
     mkfs.ext4 -q -F -L PERSIST "$persist"
     vm_add_scsi "$persist" ROOT-PERSIST
     local cmd="root=live:LABEL=LIVEMEDIA rd.live.image rd.live.overlay=LABEL=PERSIST rd.live.overlay.overlayfs=1"
-    vm_boot --append "$cmd metaltest.hook=write-marker" || true
-    assert_report
+    boot_reaches_root --append "$cmd metaltest.hook=write-marker"
     assert_report_mount "~^/dev/sd" /run/initramfs/overlayfs ext4
-    vm_boot --append "$cmd rd.live.overlay.readonly=1 metaltest.hook=read-marker metaltest.hook=write-marker" || true
-    assert_report
-    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "root-persist: boot 1's file is there in boot 2"
+    boot_reaches_root --append "$cmd rd.live.overlay.readonly=1 metaltest.hook=read-marker metaltest.hook=write-marker"
+    assert_marker_boots 1 "root-persist: boot 1's file is there in boot 2"
     check "readonly: the persistent upper is a lower layer" \
         bash -c "jq -r '.. | objects | select(.target? == \"/\") | .options' '$RESULTS/findmnt.json' | grep -q 'lowerdir=/run/initramfs/overlayfs/'"
     assert_report_mount tmpfs /run/initramfs/tmpfs-overlay tmpfs
-    vm_boot --append "$cmd metaltest.hook=read-marker" || true
-    assert_report
-    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "readonly: boot 2's write did not reach the persistent overlay"
-    vm_boot --append "$cmd rd.live.overlay.reset=1 metaltest.hook=read-marker" || true
-    assert_report
-    assert_journal_contains "Resetting the OverlayFS overlay directory"
+    boot_reaches_root --append "$cmd metaltest.hook=read-marker"
+    assert_marker_boots 1 "readonly: boot 2's write did not reach the persistent overlay"
+    boot_with_reset "$cmd" "Resetting the OverlayFS overlay directory"
+}
+
+# boot_with_reset CMDLINE MESSAGE: a boot with rd.live.overlay.reset=1 logs
+# MESSAGE and starts from an empty overlay (no marker).
+boot_with_reset() {
+    boot_reaches_root --append "$1 rd.live.overlay.reset=1 metaltest.hook=read-marker"
+    assert_journal_contains "$2"
     assert_file_exists marker/NONE
 }
 
@@ -88,31 +88,27 @@ scenario_root_existing_mdsquash_layout() {
     mkfs.ext4 -q -F -L ROOTRAID -d "$RUN_DIR/oval" "$oval"
     vm_add_scsi "$live" EXIST-SQFS
     vm_add_scsi "$oval" EXIST-ROOT
-    vm_boot --append "root=live:LABEL=SQFSRAID rd.live.image rd.live.overlay=LABEL=ROOTRAID rd.live.overlay.overlayfs=1 metaltest.hook=read-marker" || true
-    assert_report
+    boot_reaches_root --append "root=live:LABEL=SQFSRAID rd.live.image rd.live.overlay=LABEL=ROOTRAID rd.live.overlay.overlayfs=1 metaltest.hook=read-marker"
     assert_file_contains marker/boots "^prepared-by-dracut-layout$"
     assert_journal_contains "persistent overlay at /run/initramfs/overlayfs/LiveOS/overlay-SQFSRAID-$uuid"
 }
 
 scenario_root_ram_copy() {
     publish_image
-    vm_boot --append "metal.server=http://10.0.2.2:8080/ metal.ram=copy ip=dhcp rd.neednet=1" || true
-    assert_report
+    boot_reaches_root --append "metal.server=http://10.0.2.2:8080/ metal.ram=copy ip=dhcp rd.neednet=1"
     assert_report_mount tmpfs / tmpfs
     assert_journal_contains "root copied into a tmpfs"
 }
 
 scenario_root_ram_squashfs() {
     publish_image
-    vm_boot --append "metal.server=http://10.0.2.2:8080/ metal.ram=squashfs ip=dhcp rd.neednet=1" || true
-    assert_report
+    boot_reaches_root --append "metal.server=http://10.0.2.2:8080/ metal.ram=squashfs ip=dhcp rd.neednet=1"
     assert_report_mount "~^/dev/loop" / squashfs
 }
 
 scenario_root_ram_overlay() {
     publish_image
-    vm_boot --append "metal.server=http://10.0.2.2:8080/ metal.ram=overlay ip=dhcp rd.neednet=1" || true
-    assert_report
+    boot_reaches_root --append "metal.server=http://10.0.2.2:8080/ metal.ram=overlay ip=dhcp rd.neednet=1"
     assert_report_mount LiveOS_rootfs / overlay
     assert_report_mount "~^/dev/loop" /run/rootfsbase squashfs
     assert_report_mount tmpfs /run/initramfs/tmpfs-overlay tmpfs
@@ -163,18 +159,13 @@ scenario_root_ovirt_file_overlay() {
     rm -rf "$tree"
     vm_add_scsi_twice "$hdb" OVIRT-HDB
     local cmd="root=live:LABEL=oVirt-Node rd.live.image rd.live.overlay=/dev/sdb:/persist-hda.img"
-    vm_boot --append "$cmd metaltest.hook=write-marker" || true
-    assert_report
+    boot_reaches_root --append "$cmd metaltest.hook=write-marker"
     assert_report_mount /dev/mapper/live-rw / ext4
     assert_report_mount "~^/dev/sdb" /run/initramfs/overlayfs ext4
     assert_journal_contains "persistent snapshot store /run/initramfs/overlayfs/persist-hda.img on /dev/sdb"
-    vm_boot --append "$cmd metaltest.hook=read-marker" || true
-    assert_report
-    assert_eq "$(wc -l <"$RESULTS/marker/boots" 2>/dev/null)" 1 "root-ovirt-file-overlay: boot 1's file is there in boot 2"
-    vm_boot --append "$cmd rd.live.overlay.reset=1 metaltest.hook=read-marker" || true
-    assert_report
-    assert_journal_contains "Resetting the device-mapper overlay /run/initramfs/overlayfs/persist-hda.img"
-    assert_file_exists marker/NONE
+    boot_reaches_root --append "$cmd metaltest.hook=read-marker"
+    assert_marker_boots 1 "root-ovirt-file-overlay: boot 1's file is there in boot 2"
+    boot_with_reset "$cmd" "Resetting the device-mapper overlay /run/initramfs/overlayfs/persist-hda.img"
 }
 
 # The device-mapper form without a persistent overlay: the snapshot's store
@@ -192,13 +183,11 @@ scenario_root_snap() {
     mkfs.ext4 -q -F -L SNAPPERSIST -d "$tree" "$persist"
     rm -rf "$tree"
     vm_add_scsi "$persist" SNAP-PERSIST
-    vm_boot --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.size=256" || true
-    assert_report
+    boot_reaches_root --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.size=256"
     assert_report_mount /dev/mapper/live-rw / ext4
     assert_report_mount "~^/dev/loop" /run/initramfs/squashfs squashfs
     assert_journal_contains "root is /dev/mapper/live-rw: a snapshot of /run/initramfs/squashfs/LiveOS/rootfs.img"
-    vm_boot --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay=LABEL=SNAPPERSIST:/persist-fs.img" || true
-    assert_report
+    boot_reaches_root --append "root=live:LABEL=LIVESNAP rd.live.image rd.live.overlay.overlayfs=1 rd.live.overlay=LABEL=SNAPPERSIST:/persist-fs.img"
     assert_report_mount LiveOS_rootfs / overlay
     assert_report_mount "~^/dev/loop" /run/rootfsbase ext4
     assert_report_mount "~^/dev/loop" /run/initramfs/overlay-image ext4
