@@ -587,6 +587,27 @@ mod tests {
     }
 
     #[test]
+    fn item_lists_extend_and_the_cmdline_replaces_the_site_list() {
+        let site = split("metal.disk-allow=serial:S1 metal.torrent-allow=10.9.0.0/16");
+        let cmdline = split("metal.disk-allow=serial:A,wwn:0x5000ABC metal.disk-allow=serial:B");
+        let c = Config::parse(&site, &cmdline).unwrap();
+        let ids: Vec<String> = c.disk_allow.iter().map(|d| d.to_string()).collect();
+        assert_eq!(ids, ["serial:A", "wwn:0x5000abc", "serial:B"]);
+        assert_eq!(c.fetch.torrent.torrent_allow, ["10.9.0.0/16"]);
+        let c = Config::parse(
+            &[],
+            &split("metal.torrent-peers=10.1.0.1:6881,[fd00::1]:7000"),
+        )
+        .unwrap();
+        assert_eq!(c.fetch.torrent.torrent_peers.len(), 2);
+        let e = parse("metal.torrent-allow=10.0.0.0/8,10.1.0.0/33").unwrap_err();
+        assert_eq!(
+            (e.param.as_str(), e.value.as_str()),
+            ("metal.torrent-allow", "10.1.0.0/33")
+        );
+    }
+
+    #[test]
     fn keep_layout_is_a_site_key_too() {
         let site = split("metal.keep-layout=1");
         let c = Config::parse(&site, &split("metal.server=http://a/")).unwrap();

@@ -461,6 +461,28 @@ mod tests {
     }
 
     #[test]
+    fn the_manual_iscsi_form_reaches_the_login() {
+        let p = plan(
+            "root=/dev/sda rd.iscsi.initiator=iqn.2026-12.node:n1 rd.iscsi.target.name=iqn.a:b \
+             rd.iscsi.target.ip=10.0.0.5 rd.iscsi.target.port=3261 rd.iscsi.target.group=2",
+        );
+        let login = p
+            .steps
+            .iter()
+            .find(|s| s.name == "metalroot-iscsi-1")
+            .expect("a login step");
+        let argv = login.argv.join(" ");
+        for want in [
+            "--portal 10.0.0.5:3261",
+            "--group 2",
+            "--target iqn.a:b",
+            "--initiator iqn.2026-12.node:n1",
+        ] {
+            assert!(argv.contains(want), "{want} in {argv}");
+        }
+    }
+
+    #[test]
     fn dhcp_only_without_ip_and_only_for_the_network() {
         let has = |line: &str| names(&plan(line)).contains(&"metalroot-dhcp");
         assert!(has("metal.server=http://pit/"));
