@@ -99,7 +99,7 @@ fleet_net_args() {
 fleet_node_ips() {
     local i out=()
     for ((i = 1; i <= FLEET_K; i++)); do
-        out+=("$(fleet_node_ip "$i")$1")
+        out+=("$(fleet_node_ip "$i")${1-}")
     done
     local IFS=,
     echo "${out[*]}"
