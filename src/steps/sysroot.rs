@@ -51,6 +51,9 @@ pub struct SysrootArgs {
     #[arg(long, default_value_t = DEFAULT_DEVICE_TIMEOUT)]
     pub device_timeout: u64,
     // A persistent overlay, or none.
+    /// Persistent overlay device (rd.live.overlay=<devspec>).
+    #[arg(long)]
+    pub overlay_device: Option<DevSpec>,
     /// Overlay directory or file on --overlay-device (rd.live.overlay=…:<path>).
     #[arg(long)]
     pub overlay_path: Option<String>,
@@ -58,9 +61,6 @@ pub struct SysrootArgs {
     /// otherwise becomes a device-mapper snapshot (rd.live.overlay.overlayfs).
     #[arg(long)]
     pub overlayfs: bool,
-    /// Persistent overlay device (rd.live.overlay=<devspec>).
-    #[arg(long)]
-    pub overlay_device: Option<DevSpec>,
     /// No upper layer: the root is the read-only image (rd.live.overlay=none).
     #[arg(long)]
     pub no_overlay: bool,
@@ -93,12 +93,13 @@ pub struct SysrootArgs {
     /// Filesystem on the zram device (metal.zram-fs).
     #[arg(long, value_enum)]
     pub zram_fs: Option<ZramFs>,
-    /// Lower device of /var (seed 001), with --lower-device.
-    #[arg(long)]
-    pub var_lower_device: Option<DevSpec>,
+    // Lower devices (seed 001).
     /// Lower device of / (seed 001).
     #[arg(long)]
     pub lower_device: Option<DevSpec>,
+    /// Lower device of /var (seed 001), with --lower-device.
+    #[arg(long)]
+    pub var_lower_device: Option<DevSpec>,
 }
 
 impl Default for SysrootArgs {

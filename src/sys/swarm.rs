@@ -47,13 +47,13 @@ pub const DEFAULT_ALLOW: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0
 /// The fetch's metal.torrent options.
 #[derive(Args, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TorrentOpts {
-    /// A peer (ip:port); repeatable (metal.torrent-peers).
-    #[arg(long = "torrent-peer")]
-    pub torrent_peers: Vec<SocketAddr>,
     /// The image's .torrent: an http(s) URL, or a magnet link whose xs=
     /// names the metainfo's URL (metal.torrent).
     #[arg(long)]
     pub torrent: Option<String>,
+    /// A peer (ip:port); repeatable (metal.torrent-peers).
+    #[arg(long = "torrent-peer")]
+    pub torrent_peers: Vec<SocketAddr>,
     /// Networks peers may be in (CIDR); repeatable (metal.torrent-allow).
     /// None given: the private ranges.
     #[arg(long = "torrent-allow")]
