@@ -6,6 +6,7 @@ use crate::cli::Cmd;
 use crate::cli::{IscsiArgs, LuksArgs, LvmArgs, MultipathArgs};
 use crate::iscsi_spec::{Chap, IscsiTarget, DEFAULT_PORT};
 use crate::params::{Config, LuksKey, Root};
+use crate::sys::systemd::WaitOpts;
 use std::path::PathBuf;
 
 /// Where the generator puts `metal.luks.key=<URL>` for the LUKS step (and
@@ -59,6 +60,9 @@ pub fn plan(c: &Config, root_device: bool) -> Block {
             }
             None => {}
         }
+        // A local LUKS device may be slower to appear than a refused login
+        // is to fail: only a multipath map counts as its maker.
+        args.wait.device_from = b.last_block.clone();
         let mut st = Step::new(
             "metalroot-luks",
             format!("metalroot: unlock LUKS device {dev} as {}", c.luks_name),
@@ -81,6 +85,9 @@ pub fn plan(c: &Config, root_device: bool) -> Block {
                 .luks
                 .as_ref()
                 .map(|_| format!("/dev/mapper/{}", c.luks_name)),
+            wait: WaitOpts {
+                device_from: b.last_block.clone(),
+            },
         };
         let mut st = Step::new(
             "metalroot-lvm",

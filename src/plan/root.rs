@@ -26,6 +26,8 @@ pub fn plan(
         (_, Some(lower)) => {
             a.lower_device = Some(lower.clone());
             a.var_lower_device = c.lower_var.clone();
+            // The lower devices are the block stack's (seed 001).
+            a.wait.device_from = block.to_vec();
         }
         (Some(Root::LiveDevice { device }), None) if !image.fetched() || !image.in_ram => {
             a.live_device = Some(device.clone());
@@ -36,6 +38,7 @@ pub fn plan(
         (Some(Root::IscsiLun { target }), None) => {
             a.iscsi_lun = Some(target.target.clone());
             a.lun = target.lun;
+            a.wait.device_from = logins.to_vec();
         }
         _ => a.image_file = Some(PathBuf::from(RAM_IMAGE)),
     }

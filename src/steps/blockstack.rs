@@ -7,6 +7,7 @@ use crate::args::Argv;
 use crate::kinds::DevSpec;
 use crate::sys::cmd::{run as sh, run_ok, settle};
 use crate::sys::http::HttpOpts;
+use crate::sys::systemd::WaitOpts;
 use crate::sys::{mounts, notify};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -39,6 +40,8 @@ pub struct LuksArgs {
     /// Seconds to keep retrying the key's URL (metal.fetch-timeout).
     #[arg(long, default_value_t = DEFAULT_KEY_TIMEOUT)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub wait: WaitOpts,
 }
 
 impl LuksArgs {
@@ -51,6 +54,7 @@ impl LuksArgs {
             key_url_file: None,
             http: HttpOpts::default(),
             timeout: DEFAULT_KEY_TIMEOUT,
+            wait: WaitOpts::default(),
         }
     }
 
@@ -65,6 +69,7 @@ impl LuksArgs {
             self.http.push(&mut a);
             a.opt("timeout", self.timeout);
         }
+        self.wait.push(&mut a);
         a.0
     }
 }
@@ -77,6 +82,8 @@ pub struct LvmArgs {
     /// Probe the partitions of this device first (the unlocked LUKS device).
     #[arg(long)]
     pub device: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitOpts,
 }
 
 impl LvmArgs {
@@ -84,6 +91,7 @@ impl LvmArgs {
         let mut a = Argv::default();
         a.flag("readonly", self.readonly);
         a.opt_if("device", self.device.as_ref());
+        self.wait.push(&mut a);
         a.0
     }
 }
@@ -168,6 +176,7 @@ pub fn multipath(_a: MultipathArgs) -> Result<()> {
 }
 
 pub fn luks(a: LuksArgs) -> Result<()> {
+    a.wait.watch();
     let mut dev = a.device.dev_path();
     mounts::wait_for(&dev, 120)?;
     // Seed 001's main path: LUKS on a multipath map, whose paths carry the
@@ -220,6 +229,7 @@ pub fn luks(a: LuksArgs) -> Result<()> {
 }
 
 pub fn lvm(a: LvmArgs) -> Result<()> {
+    a.wait.watch();
     if let Some(d) = &a.device {
         mounts::wait_for(d, 120)?;
         // Partitions of a dm device show up as <name>1, <name>2 …

@@ -10,6 +10,7 @@ use crate::kinds::{
 };
 use crate::sys::cmd::run as sh;
 use crate::sys::mounts::{is_mountpoint, loop_attach, mount_dev, mount_fs, wait_for};
+use crate::sys::systemd::WaitOpts;
 use crate::sys::{loopdev, notify};
 use crate::values::DevSpec;
 use anyhow::{bail, Context, Result};
@@ -50,6 +51,8 @@ pub struct SysrootArgs {
     /// Seconds to wait for a device to appear.
     #[arg(long, default_value_t = DEFAULT_DEVICE_TIMEOUT)]
     pub device_timeout: u64,
+    #[command(flatten)]
+    pub wait: WaitOpts,
     // A persistent overlay, or none.
     /// Persistent overlay device (rd.live.overlay=<devspec>).
     #[arg(long)]
@@ -128,6 +131,7 @@ impl Default for SysrootArgs {
             lun: 0,
             target: PathBuf::from(SYSROOT),
             device_timeout: DEFAULT_DEVICE_TIMEOUT,
+            wait: WaitOpts::default(),
         }
     }
 }
@@ -171,6 +175,7 @@ impl SysrootArgs {
         if self.target != Path::new(SYSROOT) {
             a.opt("target", self.target.display());
         }
+        self.wait.push(&mut a);
         if self.device_timeout != DEFAULT_DEVICE_TIMEOUT {
             a.opt("device-timeout", self.device_timeout);
         }
@@ -302,6 +307,7 @@ fn tree_size(p: &Path) -> u64 {
 }
 
 pub fn run(a: SysrootArgs) -> Result<()> {
+    a.wait.watch();
     let target = a.target.clone();
     if is_mountpoint(&target) {
         info!("{} is already mounted; nothing to do", target.display());

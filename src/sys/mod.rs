@@ -1,7 +1,7 @@
 //! What the steps (and the generator) use on the machine: commands, mounts,
 //! loop devices, private files, secrets' life cycle, sd_notify, logging, the disk scan, the
-//! hashed copy, the HTTP client, the retry schedule, the wipe's preflight and udev's
-//! /dev/disk/by-* names. No step logic here: `crate::steps` holds the steps.
+//! hashed copy, the HTTP client, the retry schedule, the wipe's preflight, udev's
+//! /dev/disk/by-* names and systemd over D-Bus. No step logic here: `crate::steps` holds the steps.
 
 pub mod cmd;
 pub mod disks;
@@ -18,5 +18,6 @@ pub mod private;
 pub mod retry;
 pub mod secrets;
 pub mod swarm;
+pub mod systemd;
 pub mod trust;
 pub mod udev;

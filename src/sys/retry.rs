@@ -69,13 +69,22 @@ pub fn backoff(attempt: u32, left: Duration) -> Duration {
 
 /// Calls `check` on the device schedule until it gives a value or
 /// `timeout` has passed; `what` names the wait in the error, in the log
-/// line and in the unit's status after the first seconds.
+/// line and in the unit's status after the first seconds. It ends sooner
+/// when every unit that would make the device has failed
+/// (`sys::systemd::WaitOpts`), asked at most every 2 s.
 pub fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T> {
     let start = Instant::now();
     let mut logged = false;
+    let mut asked: Option<Instant> = None;
     for attempt in 1.. {
         if let Some(v) = check() {
             return Ok(v);
+        }
+        if asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+            asked = Some(Instant::now());
+            if let Some(why) = crate::sys::systemd::feeders_failed() {
+                bail!("{what} will not appear: {why}");
+            }
         }
         let left = timeout.saturating_sub(start.elapsed());
         if left.is_zero() {

@@ -147,6 +147,10 @@ scenario_iscsi_wrong_secret() {
     assert_emergency
     assert_journal_contains "could not log in to $ISCSI_IQN after 2 attempts"
     assert_journal_contains "iscsiadm -m node -T $ISCSI_IQN -p 10.0.2.2:3260 --login"
+    # The root's wait ends as soon as its only login has failed, not after
+    # its 90 s device timeout.
+    assert_journal_contains "will not appear: metalroot-iscsi-1.service has failed"
+    assert_journal_not_contains "did not appear within 90 s"
     no_secret_but_cmdline s3cr3t-wrong-pw
 }
 
