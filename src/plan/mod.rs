@@ -482,6 +482,46 @@ mod tests {
         }
     }
 
+    /// A wait may end early only on the units that make its device: a guard
+    /// LUN's login must never end the wait for the local root.
+    #[test]
+    fn waits_name_only_the_units_that_make_their_device() {
+        let from = |line: &str, step: &str| {
+            let p = plan(line);
+            let st = p.steps.iter().find(|s| s.name == step).expect(step);
+            let a = st.argv.join(" ");
+            a.split("--device-from ")
+                .skip(1)
+                .map(|s| s.split(' ').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            from(
+                "root=iscsi:10.0.0.1::::iqn.a:b netroot=iscsi:10.0.0.2::::iqn.a:b",
+                "metalroot-sysroot"
+            ),
+            ["metalroot-iscsi-1.service", "metalroot-iscsi-2.service"]
+        );
+        let guard = "metal.server=http://pit/ root=live:LABEL=SQFSRAID \
+                     netroot=iscsi:10.0.0.1::::iqn.a:guard ip=dhcp";
+        assert!(from(guard, "metalroot-sysroot").is_empty());
+        let stack = "netroot=iscsi:10.0.0.1::::iqn.a:b rd.multipath=default \
+                     metal.luks=/dev/mapper/mpatha metal.luks.key=cred:k metal.lvm=1 \
+                     metal.lower=/dev/mapper/system-root ip=dhcp";
+        assert_eq!(
+            from(stack, "metalroot-luks"),
+            ["metalroot-multipath.service"]
+        );
+        assert_eq!(from(stack, "metalroot-lvm"), ["metalroot-luks.service"]);
+        assert_eq!(from(stack, "metalroot-sysroot"), ["metalroot-lvm.service"]);
+        // LUKS straight on a LUN (no multipath): a local device may come
+        // later than a refused login fails, so the logins do not end it.
+        let direct =
+            "netroot=iscsi:10.0.0.1::::iqn.a:b metal.luks=UUID=1234 metal.luks.key=cred:k \
+                      metal.lower=/dev/mapper/luks_root ip=dhcp";
+        assert!(from(direct, "metalroot-luks").is_empty());
+    }
+
     #[test]
     fn dhcp_only_without_ip_and_only_for_the_network() {
         let has = |line: &str| names(&plan(line)).contains(&"metalroot-dhcp");
