@@ -247,10 +247,12 @@ pub fn run(a: IscsiArgs) -> Result<()> {
         ours.push_str(&auth_lines("discovery.sendtargets.auth", &read_auth(p)?));
     }
     ours.push_str(&param_lines(&a.opts.params)?);
-    let existing = fs::read_to_string(CONF).unwrap_or_default();
-    crate::sys::private::write(Path::new(CONF), merge_conf(&existing, &ours).as_bytes())?;
-    // iscsiadm starts iscsid itself (iscsid.startup); start it early anyway.
-    run_ok(&["iscsid"]);
+    {
+        let _one_at_a_time = lock()?;
+        let existing = fs::read_to_string(CONF).unwrap_or_default();
+        crate::sys::private::write(Path::new(CONF), merge_conf(&existing, &ours).as_bytes())?;
+        start_iscsid();
+    }
 
     if a.firmware {
         notify::status("logging in from the iBFT table");
@@ -318,11 +320,53 @@ pub fn run(a: IscsiArgs) -> Result<()> {
     }
 }
 
-/// Login to the target at the portal. With `discover`, a sendtargets
-/// discovery (with its own CHAP) first checks that the portal offers the
-/// target. The node record is then made for the portal we were given, not
-/// the address the target advertises: behind NAT, or from a target bound to
-/// another address, the advertised one is often unreachable.
+/// The login units run side by side. Each writes iscsid.conf, starts
+/// iscsid and makes its node record under this lock: unserialized, two
+/// units once started two iscsid at once and lost both logins ("daemon
+/// died?", "No records found"). The logins themselves run in parallel, so
+/// a dead portal holds up no other.
+const LOCK: &str = "/run/metalroot/iscsi.lock";
+const ISCSID_PID: &str = "/run/iscsid.pid";
+
+fn lock() -> Result<nix::fcntl::Flock<fs::File>> {
+    let p = Path::new(LOCK);
+    if let Some(dir) = p.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .with_context(|| format!("opening {LOCK}"))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("locking {LOCK}"))
+}
+
+fn iscsid_running() -> bool {
+    fs::read_to_string(ISCSID_PID)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Starts iscsid unless it runs, and waits until it has written its pid
+/// file. iscsiadm would start it itself (iscsid.startup), but not under the
+/// lock.
+fn start_iscsid() {
+    if iscsid_running() {
+        return;
+    }
+    run_ok(&["iscsid"]);
+    let up = crate::sys::retry::poll("iscsid", Duration::from_secs(10), || {
+        iscsid_running().then_some(())
+    });
+    if let Err(e) = up {
+        warn!("{e:#}; iscsiadm will start it");
+    }
+}
+
 /// One node record: the target at a portal, with the portal group and the
 /// open-iscsi interface when the command line gave them.
 struct Node<'a> {
@@ -352,6 +396,11 @@ impl Node<'_> {
     }
 }
 
+/// Login to the target at the portal. With `discover`, a sendtargets
+/// discovery (with its own CHAP) first checks that the portal offers the
+/// target. The node record is then made for the portal we were given, not
+/// the address the target advertises: behind NAT, or from a target bound to
+/// another address, the advertised one is often unreachable.
 fn login(node: &Node, discover: bool) -> Result<()> {
     let (portal, target) = (node.portal, node.target);
     if discover {
@@ -379,7 +428,10 @@ fn login(node: &Node, discover: bool) -> Result<()> {
         }
     }
     // A new record takes its settings (CHAP included) from iscsid.conf.
-    let _ = run_s(&node.argv(&["-o", "new"]));
+    {
+        let _one_at_a_time = lock()?;
+        let _ = run_s(&node.argv(&["-o", "new"]));
+    }
     let out = run_s(&node.argv(&["--login"]));
     match out {
         Ok(_) => Ok(()),
