@@ -58,10 +58,25 @@ class State:
 
     def __init__(self):
         self.lock = threading.Lock()
+        # Requests being served: /_stats waits for them, because a client
+        # has the last body byte before the server thread records the
+        # request (the self-test once read "1 request" after two).
+        # A request counts in the period (between resets) it began in: one
+        # still stalling or throttled from before a reset is not counted after.
+        self.done = threading.Condition(self.lock)
+        self.period = 0
+        self.inflight = 0
         self.reset()
+
+    def begin(self):
+        with self.lock:
+            self.inflight += 1
+            return self.period
 
     def reset(self):
         with self.lock:
+            self.period += 1
+            self.inflight = 0
             self.rules = []
             self.next_id = 1
             self.requests = 0
@@ -116,8 +131,12 @@ class State:
                 return dict(best)
             return None
 
-    def record(self, entry):
+    def record(self, entry, period):
         with self.lock:
+            if period != self.period:
+                return
+            self.inflight -= 1
+            self.done.notify_all()
             self.requests += 1
             self.body_bytes += entry["body_bytes"]
             per = self.paths.setdefault(
@@ -129,6 +148,8 @@ class State:
 
     def snapshot(self):
         with self.lock:
+            # A stalled request (stall_secs) may run long: wait at most 2 s.
+            self.done.wait_for(lambda: self.inflight == 0, timeout=2)
             return {
                 "requests": self.requests,
                 "body_bytes": self.body_bytes,
@@ -251,10 +272,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "body_bytes": 0,
             "faults": [],
         }
+        period = state.begin()
         try:
             self._serve(head, urlpath, entry)
         finally:
-            state.record(entry)
+            state.record(entry, period)
 
     def _simple(self, entry, code, text, extra=()):
         body = (text + "\n").encode()
