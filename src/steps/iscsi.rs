@@ -329,19 +329,7 @@ const LOCK: &str = "/run/metalroot/iscsi.lock";
 const ISCSID_PID: &str = "/run/iscsid.pid";
 
 fn lock() -> Result<nix::fcntl::Flock<fs::File>> {
-    let p = Path::new(LOCK);
-    if let Some(dir) = p.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(p)
-        .with_context(|| format!("opening {LOCK}"))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("locking {LOCK}"))
+    crate::sys::lock::exclusive(Path::new(LOCK))
 }
 
 fn iscsid_running() -> bool {

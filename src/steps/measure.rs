@@ -119,17 +119,7 @@ fn event(pcr: u64, rec: &ImageRecord) -> serde_json::Value {
 /// JSON-SEQ (RFC 7464): RS, the record, LF; appended under the lock that
 /// systemd's writers take on the same file.
 fn append_event(path: &Path, record: &serde_json::Value) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("locking {}", path.display()))?;
+    let mut f = crate::sys::lock::exclusive(path)?;
     let line = format!("\x1e{record}\n");
     f.write_all(line.as_bytes())
         .with_context(|| format!("writing {}", path.display()))

@@ -9,6 +9,7 @@ pub mod hashed_copy;
 pub mod http;
 pub mod identity;
 pub mod image_record;
+pub mod lock;
 pub mod log;
 pub mod loopdev;
 pub mod mounts;
